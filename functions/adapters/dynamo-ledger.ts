@@ -1,0 +1,442 @@
+import { TransactionCanceledException } from "@aws-sdk/client-dynamodb";
+import {
+  BatchGetCommand,
+  type DynamoDBDocumentClient,
+  GetCommand,
+  paginateQuery,
+  TransactWriteCommand,
+  type TransactWriteCommandInput,
+  UpdateCommand,
+} from "@aws-sdk/lib-dynamodb";
+import type { SnapshotRecord, SnapshotStatus } from "../core/model.js";
+import type { Ledger, OpenState, RecordResult, ReleaseOutcome } from "../core/ports.js";
+
+/**
+ * The ledger in one DynamoDB table (single-table design):
+ *
+ * | item                     | pk                  | sk       | gsi1pk (byStatus)                 |
+ * |--------------------------|---------------------|----------|-----------------------------------|
+ * | a source snapshot        | `SNAP#<snapshot id>`| `SNAP`   | `OPEN` while waiting or copying,  |
+ * |                          |                     |          | `BACKUP#<name>` once settled      |
+ * | a Velero backup          | `BACKUP#<name>`     | `BACKUP` | -                                 |
+ * | a volume's lineage lock  | `VOL#<volume id>`   | `LOCK`   | -                                 |
+ * | the copy budget counter  | `CONTROL`           | `BUDGET` | -                                 |
+ *
+ * Every transition is a conditional write or a transaction, so concurrent deliveries of one event
+ * agree on a single outcome; CopySnapshot has no ClientToken, the ledger is the idempotency key.
+ */
+export const OPEN = "OPEN";
+export const INDEX = "byStatus";
+const BUDGET_KEY = { pk: "CONTROL", sk: "BUDGET" };
+
+const snapKey = (id: string) => ({ pk: `SNAP#${id}`, sk: "SNAP" });
+const backupKey = (name: string) => ({ pk: `BACKUP#${name}`, sk: "BACKUP" });
+const volKey = (id: string) => ({ pk: `VOL#${id}`, sk: "LOCK" });
+
+type Item = Record<string, unknown>;
+
+function toItem(r: SnapshotRecord): Item {
+  const open = r.status === "waiting" || r.status === "copying";
+  return {
+    ...snapKey(r.sourceSnapshotId),
+    ...r,
+    gsi1pk: open ? OPEN : `BACKUP#${r.backup}`,
+    gsi1sk: `${r.startTime}#${r.sourceSnapshotId}`,
+  };
+}
+
+const STATUSES = new Set<SnapshotStatus>(["waiting", "copying", "completed", "failed", "superseded"]);
+
+/** Reads a stored item back into a record, refusing anything that is not one. */
+function fromItem(item: Item): SnapshotRecord {
+  const str = (k: string) => {
+    const v = item[k];
+    if (typeof v !== "string") throw new Error(`ledger item ${String(item.pk)} has no string ${k}`);
+    return v;
+  };
+  const status = str("status") as SnapshotStatus;
+  if (!STATUSES.has(status)) throw new Error(`ledger item ${String(item.pk)} has unknown status ${status}`);
+  const r: SnapshotRecord = {
+    sourceSnapshotId: str("sourceSnapshotId"),
+    sourceRegion: str("sourceRegion"),
+    volumeId: str("volumeId"),
+    backup: str("backup"),
+    startTime: str("startTime"),
+    status,
+    tags: (item.tags ?? {}) as Record<string, string>,
+    attempts: typeof item.attempts === "number" ? item.attempts : 0,
+  };
+  for (const k of ["schedule", "notBefore", "copySnapshotId", "admittedAt", "completedAt", "reason", "kmsKeyId"]) {
+    if (typeof item[k] === "string") (r as unknown as Item)[k] = item[k];
+  }
+  for (const k of ["incremental", "stuck", "missedDeadline"]) {
+    if (typeof item[k] === "boolean") (r as unknown as Item)[k] = item[k];
+  }
+  if (typeof item.throttles === "number") r.throttles = item.throttles;
+  return r;
+}
+
+function conditionFailed(err: unknown): boolean {
+  return (
+    err instanceof TransactionCanceledException ||
+    (err as { name?: string })?.name === "ConditionalCheckFailedException" ||
+    (err as { name?: string })?.name === "TransactionCanceledException"
+  );
+}
+
+export class DynamoLedger implements Ledger {
+  constructor(
+    private readonly db: DynamoDBDocumentClient,
+    private readonly table: string,
+  ) {}
+
+  recordSource(record: SnapshotRecord): Promise<RecordResult> {
+    return this.putNew(record);
+  }
+
+  recordSourceFailure(record: SnapshotRecord): Promise<RecordResult> {
+    return this.putNew(record);
+  }
+
+  /** Puts a new snapshot record and upserts its backup, unless the snapshot is already known. */
+  private async putNew(record: SnapshotRecord): Promise<RecordResult> {
+    const backup: TransactWriteCommandInput["TransactItems"] = [
+      {
+        Update: {
+          TableName: this.table,
+          Key: backupKey(record.backup),
+          UpdateExpression:
+            "SET #name = if_not_exists(#name, :name), sourceRegion = if_not_exists(sourceRegion, :region), firstSnapshotAt = if_not_exists(firstSnapshotAt, :t)" +
+            (record.schedule ? ", schedule = if_not_exists(schedule, :schedule)" : ""),
+          ExpressionAttributeNames: { "#name": "name" },
+          ExpressionAttributeValues: {
+            ":name": record.backup,
+            ":region": record.sourceRegion,
+            ":t": record.startTime,
+            ...(record.schedule ? { ":schedule": record.schedule } : {}),
+          },
+        },
+      },
+    ];
+    try {
+      await this.db.send(
+        new TransactWriteCommand({
+          TransactItems: [
+            {
+              Put: {
+                TableName: this.table,
+                Item: toItem(record),
+                ConditionExpression: "attribute_not_exists(pk)",
+              },
+            },
+            ...(backup ?? []),
+          ],
+        }),
+      );
+      return "recorded";
+    } catch (err) {
+      if (conditionFailed(err)) return "duplicate";
+      throw err;
+    }
+  }
+
+  async get(sourceSnapshotId: string): Promise<SnapshotRecord | undefined> {
+    const out = await this.db.send(
+      new GetCommand({ TableName: this.table, Key: snapKey(sourceSnapshotId), ConsistentRead: true }),
+    );
+    return out.Item ? fromItem(out.Item) : undefined;
+  }
+
+  async loadOpen(): Promise<OpenState> {
+    const open: SnapshotRecord[] = [];
+    for await (const page of paginateQuery(
+      { client: this.db },
+      {
+        TableName: this.table,
+        IndexName: INDEX,
+        KeyConditionExpression: "gsi1pk = :open",
+        ExpressionAttributeValues: { ":open": OPEN },
+      },
+    )) {
+      for (const item of page.Items ?? []) open.push(fromItem(item));
+    }
+    const backups = [...new Set(open.map((r) => r.backup))];
+    const startedBackups = new Set<string>();
+    for (let i = 0; i < backups.length; i += 100) {
+      let keys: Item[] | undefined = backups.slice(i, i + 100).map(backupKey);
+      // BatchGetItem may return unprocessed keys under load: ask again until none are left.
+      while (keys && keys.length > 0) {
+        const out = await this.db.send(
+          new BatchGetCommand({
+            RequestItems: { [this.table]: { Keys: keys, ProjectionExpression: "#name, started", ExpressionAttributeNames: { "#name": "name" } } },
+          }),
+        );
+        for (const item of out.Responses?.[this.table] ?? []) {
+          if (item.started === true && typeof item.name === "string") startedBackups.add(item.name);
+        }
+        keys = out.UnprocessedKeys?.[this.table]?.Keys as Item[] | undefined;
+      }
+    }
+    const counter = await this.db.send(new GetCommand({ TableName: this.table, Key: BUDGET_KEY, ConsistentRead: true }));
+    const inFlightCounter = typeof counter.Item?.inFlight === "number" ? counter.Item.inFlight : 0;
+    return { open, startedBackups, inFlightCounter };
+  }
+
+  async admit(record: SnapshotRecord, budget: number, kmsKeyId: string | undefined, now: Date) {
+    const id = record.sourceSnapshotId;
+    try {
+      await this.db.send(
+        new TransactWriteCommand({
+          TransactItems: [
+            {
+              Update: {
+                TableName: this.table,
+                Key: BUDGET_KEY,
+                UpdateExpression: "SET inFlight = if_not_exists(inFlight, :zero) + :one",
+                ConditionExpression: "attribute_not_exists(inFlight) OR inFlight < :budget",
+                ExpressionAttributeValues: { ":zero": 0, ":one": 1, ":budget": budget },
+              },
+            },
+            {
+              Update: {
+                TableName: this.table,
+                Key: volKey(record.volumeId),
+                UpdateExpression:
+                  kmsKeyId === undefined
+                    ? "SET holder = :id"
+                    : "SET holder = :id, kmsKeyId = if_not_exists(kmsKeyId, :key)",
+                ConditionExpression: "attribute_not_exists(holder)",
+                ExpressionAttributeValues: { ":id": id, ...(kmsKeyId === undefined ? {} : { ":key": kmsKeyId }) },
+              },
+            },
+            {
+              Update: {
+                TableName: this.table,
+                Key: snapKey(id),
+                UpdateExpression: "SET #status = :copying, admittedAt = :now REMOVE notBefore, stuck",
+                ConditionExpression: "#status = :waiting",
+                ExpressionAttributeNames: { "#status": "status" },
+                ExpressionAttributeValues: { ":copying": "copying", ":waiting": "waiting", ":now": now.toISOString() },
+              },
+            },
+            {
+              Update: {
+                TableName: this.table,
+                Key: backupKey(record.backup),
+                UpdateExpression: "SET started = :true",
+                ExpressionAttributeValues: { ":true": true },
+              },
+            },
+          ],
+        }),
+      );
+    } catch (err) {
+      if (conditionFailed(err)) return false;
+      throw err;
+    }
+    if (kmsKeyId === undefined) return { kmsKeyId: undefined };
+    // The lineage's key was pinned by its first copy: keep using it so copies stay incremental.
+    const lock = await this.db.send(
+      new GetCommand({ TableName: this.table, Key: volKey(record.volumeId), ConsistentRead: true }),
+    );
+    const pinned = lock.Item?.kmsKeyId;
+    return { kmsKeyId: typeof pinned === "string" ? pinned : kmsKeyId };
+  }
+
+  async noteCopyStarted(sourceSnapshotId: string, copySnapshotId: string, kmsKeyId: string | undefined) {
+    try {
+      await this.db.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: snapKey(sourceSnapshotId),
+          UpdateExpression:
+            kmsKeyId === undefined ? "SET copySnapshotId = :copy" : "SET copySnapshotId = :copy, kmsKeyId = :key",
+          ConditionExpression: "#status = :copying AND attribute_not_exists(copySnapshotId)",
+          ExpressionAttributeNames: { "#status": "status" },
+          ExpressionAttributeValues: {
+            ":copy": copySnapshotId,
+            ":copying": "copying",
+            ...(kmsKeyId === undefined ? {} : { ":key": kmsKeyId }),
+          },
+        }),
+      );
+      return true;
+    } catch (err) {
+      if (conditionFailed(err)) return false;
+      throw err;
+    }
+  }
+
+  /**
+   * Leaves `copying`: one transaction updates the record, returns the budget slot and drops the
+   * volume's lock. Only the record is conditional (it must still be copying), so the slot and the
+   * lock can never stay taken by a settled record.
+   */
+  private async leaveCopying(
+    record: SnapshotRecord,
+    update: { expression: string; values: Record<string, unknown> },
+  ): Promise<boolean> {
+    try {
+      await this.db.send(
+        new TransactWriteCommand({
+          TransactItems: [
+            {
+              Update: {
+                TableName: this.table,
+                Key: snapKey(record.sourceSnapshotId),
+                UpdateExpression: update.expression,
+                ConditionExpression: "#status = :copying",
+                ExpressionAttributeNames: {
+                  "#status": "status",
+                  // "incremental" is a DynamoDB reserved word
+                  ...(update.expression.includes("#incremental") ? { "#incremental": "incremental" } : {}),
+                },
+                ExpressionAttributeValues: { ":copying": "copying", ...update.values },
+              },
+            },
+            {
+              Update: {
+                TableName: this.table,
+                Key: BUDGET_KEY,
+                UpdateExpression: "ADD inFlight :minus",
+                ExpressionAttributeValues: { ":minus": -1 },
+              },
+            },
+            {
+              Update: {
+                TableName: this.table,
+                Key: volKey(record.volumeId),
+                UpdateExpression: "REMOVE holder",
+                ConditionExpression: "attribute_not_exists(holder) OR holder = :id",
+                ExpressionAttributeValues: { ":id": record.sourceSnapshotId },
+              },
+            },
+          ],
+        }),
+      );
+      return true;
+    } catch (err) {
+      if (conditionFailed(err)) return false;
+      throw err;
+    }
+  }
+
+  async complete(
+    sourceSnapshotId: string,
+    copy: { copySnapshotId: string; completedAt: string; incremental?: boolean },
+  ): Promise<boolean> {
+    const record = await this.get(sourceSnapshotId);
+    if (!record || record.status !== "copying") return false;
+    return this.leaveCopying(record, {
+      expression:
+        "SET #status = :completed, copySnapshotId = :copy, completedAt = :at, gsi1pk = :settled" +
+        (copy.incremental === undefined ? "" : ", #incremental = :inc") +
+        " REMOVE notBefore",
+      values: {
+        ":completed": "completed",
+        ":copy": copy.copySnapshotId,
+        ":at": copy.completedAt,
+        ":settled": `BACKUP#${record.backup}`,
+        ...(copy.incremental === undefined ? {} : { ":inc": copy.incremental }),
+      },
+    });
+  }
+
+  async release(sourceSnapshotId: string, outcome: ReleaseOutcome): Promise<boolean> {
+    const record = await this.get(sourceSnapshotId);
+    if (!record || record.status !== "copying") return false;
+    const counter = outcome.count === "none" ? "" : `, ${outcome.count} = if_not_exists(${outcome.count}, :zero) + :one`;
+    const counterValues = outcome.count === "none" ? {} : { ":zero": 0, ":one": 1 };
+    if (outcome.status === "waiting") {
+      return this.leaveCopying(record, {
+        expression: `SET #status = :waiting, notBefore = :nb, reason = :reason${counter} REMOVE copySnapshotId, admittedAt`,
+        values: { ":waiting": "waiting", ":nb": outcome.notBefore, ":reason": outcome.reason, ...counterValues },
+      });
+    }
+    return this.leaveCopying(record, {
+      expression: `SET #status = :failed, reason = :reason, gsi1pk = :settled${counter}`,
+      values: {
+        ":failed": "failed",
+        ":reason": outcome.reason,
+        ":settled": `BACKUP#${record.backup}`,
+        ...counterValues,
+      },
+    });
+  }
+
+  async supersede(sourceSnapshotId: string, backup: string, by: string): Promise<boolean> {
+    try {
+      await this.db.send(
+        new TransactWriteCommand({
+          TransactItems: [
+            {
+              ConditionCheck: {
+                TableName: this.table,
+                Key: backupKey(backup),
+                ConditionExpression: "attribute_not_exists(started)",
+              },
+            },
+            {
+              Update: {
+                TableName: this.table,
+                Key: snapKey(sourceSnapshotId),
+                UpdateExpression: "SET #status = :superseded, reason = :reason, gsi1pk = :settled REMOVE notBefore",
+                ConditionExpression: "#status = :waiting",
+                ExpressionAttributeNames: { "#status": "status" },
+                ExpressionAttributeValues: {
+                  ":superseded": "superseded",
+                  ":waiting": "waiting",
+                  ":reason": `superseded by newer backup ${by}`,
+                  ":settled": `BACKUP#${backup}`,
+                },
+              },
+            },
+          ],
+        }),
+      );
+      return true;
+    } catch (err) {
+      if (conditionFailed(err)) return false;
+      throw err;
+    }
+  }
+
+  async flag(sourceSnapshotId: string, flag: "stuck" | "missedDeadline"): Promise<void> {
+    try {
+      await this.db.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: snapKey(sourceSnapshotId),
+          UpdateExpression: `SET ${flag} = :true`,
+          ConditionExpression: "#status = :copying",
+          ExpressionAttributeNames: { "#status": "status" },
+          ExpressionAttributeValues: { ":true": true, ":copying": "copying" },
+        }),
+      );
+    } catch (err) {
+      if (!conditionFailed(err)) throw err;
+    }
+  }
+
+  /** Every record of one backup (open or settled); for reports and the status command. */
+  async listBackup(backup: string): Promise<SnapshotRecord[]> {
+    const out: SnapshotRecord[] = [];
+    for (const gsi1pk of [OPEN, `BACKUP#${backup}`]) {
+      for await (const page of paginateQuery(
+        { client: this.db },
+        {
+          TableName: this.table,
+          IndexName: INDEX,
+          KeyConditionExpression: "gsi1pk = :pk",
+          ExpressionAttributeValues: { ":pk": gsi1pk },
+        },
+      )) {
+        for (const item of page.Items ?? []) {
+          const r = fromItem(item);
+          if (r.backup === backup) out.push(r);
+        }
+      }
+    }
+    return out;
+  }
+}

@@ -1,0 +1,115 @@
+import { CopySnapshotCommand, DescribeSnapshotsCommand, type EC2Client, type Snapshot } from "@aws-sdk/client-ec2";
+import { classifyAwsError } from "../core/errors.js";
+import { SOURCE_SNAPSHOT_TAG, type SourceSnapshot, type Tags } from "../core/model.js";
+import type { CopyRequest, CopyState, SnapshotCopier, SourceSnapshots } from "../core/ports.js";
+
+/** EC2 clients per region, created once per container and reused across invocations. */
+export type Ec2ClientFor = (region: string) => EC2Client;
+
+function tagsOf(s: Snapshot): Tags {
+  const tags: Tags = {};
+  for (const t of s.Tags ?? []) if (t.Key) tags[t.Key] = t.Value ?? "";
+  return tags;
+}
+
+/**
+ * DescribeSnapshots over many ids in few calls. The `snapshot-id` filter (rather than SnapshotIds)
+ * tolerates ids that no longer exist instead of failing the whole call with InvalidSnapshot.NotFound.
+ * `OwnerIds: self` keeps other accounts' public snapshots out (the emulator ignores it).
+ */
+async function describeByIds(client: EC2Client, ids: readonly string[]): Promise<Snapshot[]> {
+  const out: Snapshot[] = [];
+  for (let i = 0; i < ids.length; i += 200) {
+    let token: string | undefined;
+    do {
+      const page = await client.send(
+        new DescribeSnapshotsCommand({
+          OwnerIds: ["self"],
+          Filters: [{ Name: "snapshot-id", Values: ids.slice(i, i + 200) }],
+          ...(token ? { NextToken: token } : {}),
+        }),
+      );
+      out.push(...(page.Snapshots ?? []));
+      token = page.NextToken;
+    } while (token);
+  }
+  return out;
+}
+
+export class Ec2SourceSnapshots implements SourceSnapshots {
+  constructor(private readonly clientFor: Ec2ClientFor) {}
+
+  async describe(region: string, snapshotIds: readonly string[]): Promise<SourceSnapshot[]> {
+    if (snapshotIds.length === 0) return [];
+    const snaps = await describeByIds(this.clientFor(region), snapshotIds);
+    return snaps.flatMap((s) =>
+      s.SnapshotId
+        ? [
+            {
+              snapshotId: s.SnapshotId,
+              region,
+              volumeId: s.VolumeId ?? "vol-ffffffff",
+              startTime: (s.StartTime ?? new Date(0)).toISOString(),
+              state: s.State ?? "unknown",
+              encrypted: s.Encrypted ?? false,
+              tags: tagsOf(s),
+            },
+          ]
+        : [],
+    );
+  }
+}
+
+function copyState(s: Snapshot): CopyState | undefined {
+  if (!s.SnapshotId) return undefined;
+  const state = s.State === "completed" ? "completed" : s.State === "error" ? "error" : "pending";
+  const c: CopyState = { copySnapshotId: s.SnapshotId, sourceSnapshotId: tagsOf(s)[SOURCE_SNAPSHOT_TAG], state };
+  if (s.StateMessage) c.stateMessage = s.StateMessage;
+  if (s.StartTime) c.startTime = s.StartTime.toISOString();
+  return c;
+}
+
+/** CopySnapshot runs in the destination (failover) region, with SourceRegion naming the source. */
+export class Ec2SnapshotCopier implements SnapshotCopier {
+  constructor(
+    private readonly clientFor: Ec2ClientFor,
+    private readonly failoverRegion: string,
+  ) {}
+
+  async copy(req: CopyRequest): Promise<string> {
+    try {
+      const out = await this.clientFor(this.failoverRegion).send(
+        new CopySnapshotCommand({
+          SourceRegion: req.sourceRegion,
+          SourceSnapshotId: req.sourceSnapshotId,
+          Description: req.description.slice(0, 255),
+          TagSpecifications: [
+            { ResourceType: "snapshot", Tags: Object.entries(req.tags).map(([Key, Value]) => ({ Key, Value })) },
+          ],
+          ...(req.kmsKeyId ? { Encrypted: true, KmsKeyId: req.kmsKeyId } : {}),
+          ...(req.completionDurationMinutes ? { CompletionDurationMinutes: req.completionDurationMinutes } : {}),
+        }),
+      );
+      if (!out.SnapshotId) throw new Error("CopySnapshot returned no SnapshotId");
+      return out.SnapshotId;
+    } catch (err) {
+      throw classifyAwsError(err, `CopySnapshot of ${req.sourceSnapshotId}`);
+    }
+  }
+
+  async describeCopies(copySnapshotIds: readonly string[]): Promise<CopyState[]> {
+    if (copySnapshotIds.length === 0) return [];
+    const snaps = await describeByIds(this.clientFor(this.failoverRegion), copySnapshotIds);
+    return snaps.flatMap((s) => copyState(s) ?? []);
+  }
+
+  async findCopiesOf(sourceSnapshotId: string): Promise<CopyState[]> {
+    const out = await this.clientFor(this.failoverRegion).send(
+      new DescribeSnapshotsCommand({
+        OwnerIds: ["self"],
+        Filters: [{ Name: `tag:${SOURCE_SNAPSHOT_TAG}`, Values: [sourceSnapshotId] }],
+      }),
+    );
+    return (out.Snapshots ?? []).flatMap((s) => copyState(s) ?? []);
+  }
+}

@@ -1,0 +1,58 @@
+import { type Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
+import type { AdmitReport, CopyEventOutcome, SweepReport } from "../core/plane.js";
+
+/** Metric names, shared with the dashboards and alarms in the stacks. */
+export const METRIC = {
+  copyLag: "SnapshotCopyLag",
+  copiesStarted: "CopiesStarted",
+  copiesCompleted: "CopiesCompleted",
+  copiesIncremental: "CopiesIncremental",
+  copiesFull: "CopiesFull",
+  copyFailures: "CopyFailures",
+  copiesRetried: "CopiesRetried",
+  copiesThrottled: "CopiesThrottled",
+  copiesSuperseded: "CopiesSuperseded",
+  copiesInFlight: "CopiesInFlight",
+  copiesWaiting: "CopiesWaiting",
+  copiesStuck: "CopiesStuck",
+  copiesMissedDeadline: "CopiesMissedDeadline",
+  settledWithoutEvent: "CopiesSettledWithoutEvent",
+  copyEventsProcessed: "CopyEventsProcessed",
+  eventsRejected: "EventsRejected",
+  snapshotsSkipped: "SnapshotsSkipped",
+  snapshotsRecorded: "SnapshotsRecorded",
+} as const;
+
+export function publishAdmit(metrics: Metrics, r: AdmitReport): void {
+  metrics.addMetric(METRIC.copiesStarted, MetricUnit.Count, r.admitted.length);
+  metrics.addMetric(METRIC.copiesSuperseded, MetricUnit.Count, r.superseded);
+  metrics.addMetric(METRIC.copiesThrottled, MetricUnit.Count, r.throttled);
+  metrics.addMetric(METRIC.copyFailures, MetricUnit.Count, r.failed);
+  metrics.addMetric(METRIC.copiesInFlight, MetricUnit.Count, r.inFlight);
+  metrics.addMetric(METRIC.copiesWaiting, MetricUnit.Count, r.waiting);
+}
+
+/** Published only after the ledger holds the outcome (copy, record, then emit). */
+export function publishCopyOutcome(metrics: Metrics, o: CopyEventOutcome): void {
+  if (o.status === "completed") {
+    const m = metrics.singleMetric();
+    m.addDimension("Schedule", o.record.schedule ?? "none");
+    m.addMetric(METRIC.copyLag, MetricUnit.Seconds, o.lagSeconds);
+    metrics.addMetric(METRIC.copiesCompleted, MetricUnit.Count, 1);
+    if (o.incremental !== undefined) {
+      metrics.addMetric(o.incremental ? METRIC.copiesIncremental : METRIC.copiesFull, MetricUnit.Count, 1);
+    }
+  } else if (o.status === "failed") {
+    metrics.addMetric(METRIC.copyFailures, MetricUnit.Count, 1);
+  } else if (o.status === "retrying") {
+    metrics.addMetric(METRIC.copiesRetried, MetricUnit.Count, 1);
+  } else if (o.status === "flagged") {
+    metrics.addMetric(METRIC.copiesMissedDeadline, MetricUnit.Count, 1);
+  }
+}
+
+export function publishSweep(metrics: Metrics, r: SweepReport): void {
+  metrics.addMetric(METRIC.copiesStuck, MetricUnit.Count, r.stuck.length);
+  metrics.addMetric(METRIC.settledWithoutEvent, MetricUnit.Count, r.completedWithoutEvent + r.failedWithoutEvent);
+  publishAdmit(metrics, r.admit);
+}

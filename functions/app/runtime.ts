@@ -1,0 +1,72 @@
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { EC2Client, type EC2ClientConfig } from "@aws-sdk/client-ec2";
+import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
+import { Logger } from "@aws-lambda-powertools/logger";
+import { Metrics } from "@aws-lambda-powertools/metrics";
+import { loadConfig, type ReplicationConfig } from "../core/config.js";
+import { type PlaneDeps, ReplicationPlane } from "../core/plane.js";
+import type { Clock } from "../core/ports.js";
+import { DynamoLedger } from "../adapters/dynamo-ledger.js";
+import { type Ec2ClientFor, Ec2SnapshotCopier, Ec2SourceSnapshots } from "../adapters/ec2.js";
+
+/** Everything a handler needs, built once per container (cold start) and reused. */
+export interface Runtime {
+  config: ReplicationConfig;
+  plane: ReplicationPlane;
+  ledger: DynamoLedger;
+  logger: Logger;
+  metrics: Metrics;
+  clock: Clock;
+}
+
+export interface RuntimeOptions {
+  /** Extra EC2 client settings (tests: endpoint, retry mode, middleware). */
+  ec2?: Partial<EC2ClientConfig>;
+  /** Called on every EC2 client once created (tests and local mode add SDK middleware here). */
+  onEc2Client?: (client: EC2Client, region: string) => void;
+  dynamo?: DynamoDBClient;
+  clock?: Clock;
+  random?: () => number;
+  logger?: Logger;
+  metrics?: Metrics;
+}
+
+export const systemClock: Clock = { now: () => new Date() };
+
+/** One memoised EC2 client per region: cross-region work reuses connections across invocations. */
+export function ec2ClientFactory(options: RuntimeOptions = {}): Ec2ClientFor {
+  const clients = new Map<string, EC2Client>();
+  return (region) => {
+    let c = clients.get(region);
+    if (!c) {
+      c = new EC2Client({ region, ...options.ec2 });
+      options.onEc2Client?.(c, region);
+      clients.set(region, c);
+    }
+    return c;
+  };
+}
+
+export function makeRuntime(config: ReplicationConfig, options: RuntimeOptions = {}): Runtime {
+  const logger = options.logger ?? new Logger({ serviceName: "velero-dr" });
+  const metrics = options.metrics ?? new Metrics({ namespace: "VeleroDR", serviceName: "velero-dr" });
+  const clock = options.clock ?? systemClock;
+  const dynamo = options.dynamo ?? new DynamoDBClient({ region: config.failoverRegion });
+  const db = DynamoDBDocumentClient.from(dynamo, { marshallOptions: { removeUndefinedValues: true } });
+  const ledger = new DynamoLedger(db, config.ledgerTable);
+  const ec2For = ec2ClientFactory(options);
+  const deps: PlaneDeps = {
+    ledger,
+    copier: new Ec2SnapshotCopier(ec2For, config.failoverRegion),
+    sources: new Ec2SourceSnapshots(ec2For),
+    clock,
+    log: logger,
+    ...(options.random ? { random: options.random } : {}),
+  };
+  return { config, plane: new ReplicationPlane(deps, config), ledger, logger, metrics, clock };
+}
+
+/** The Lambda cold start: validate the environment (failing fast with the variable's name), then wire. */
+export function runtimeFromEnv(env: Record<string, string | undefined> = process.env): Runtime {
+  return makeRuntime(loadConfig(env));
+}

@@ -1,0 +1,172 @@
+import { ConfigError } from "./errors.js";
+
+/**
+ * The replication plane's settings, read once and validated: at synth time by the stacks and at
+ * cold start by every function. A missing or malformed value fails fast with its variable's name;
+ * nothing defaults silently except the documented defaults below.
+ */
+export interface ReplicationConfig {
+  /** DynamoDB ledger table name. */
+  ledgerTable: string;
+  /** Regions Velero snapshots come from (the primary region, or several). */
+  sourceRegions: string[];
+  /** Region copies land in; the functions run there. */
+  failoverRegion: string;
+  /** Concurrent copies we allow ourselves. AWS allows 20 per destination region (not adjustable). */
+  copyBudget: number;
+  /** KMS key (ARN or alias ARN) in the failover region for the copies; default: the region's EBS default key. */
+  kmsKeyId?: string;
+  /** Time-based copy: CompletionDurationMinutes (15..2880, multiple of 15). */
+  completionDurationMinutes?: number;
+  /** Copy only snapshots whose tags match all of these (key=value). */
+  includeTags: Record<string, string>;
+  /** Skip snapshots whose tags match any of these (key=value). */
+  excludeTags: Record<string, string>;
+  /** Attempts per snapshot before a copy failure is final. */
+  maxCopyAttempts: number;
+  /** A copy pending longer than this is flagged as stuck by the sweep. */
+  stuckAfterMinutes: number;
+  /** Only events from this account are accepted (optional; defaults to the function's account). */
+  accountId?: string;
+}
+
+/** Documented defaults. 16 of AWS's 20 concurrent copies leaves room for other tools. */
+export const DEFAULTS = {
+  copyBudget: 16,
+  maxCopyAttempts: 3,
+  stuckAfterMinutes: 60,
+} as const;
+
+/** AWS's hard limit on concurrent snapshot copies per destination region. */
+export const AWS_CONCURRENT_COPY_LIMIT = 20;
+
+export const REGION_PATTERN = /^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$/;
+const KMS_PATTERN = /^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)\/[A-Za-z0-9/_-]+$/;
+
+/** Environment variable names, shared by the stacks (which set them) and the functions (which read them). */
+export const ENV = {
+  ledgerTable: "LEDGER_TABLE",
+  sourceRegions: "SOURCE_REGIONS",
+  failoverRegion: "FAILOVER_REGION",
+  copyBudget: "COPY_BUDGET",
+  kmsKeyId: "KMS_KEY_ID",
+  completionDurationMinutes: "COPY_COMPLETION_MINUTES",
+  includeTags: "INCLUDE_TAGS",
+  excludeTags: "EXCLUDE_TAGS",
+  maxCopyAttempts: "MAX_COPY_ATTEMPTS",
+  stuckAfterMinutes: "STUCK_AFTER_MINUTES",
+  accountId: "SOURCE_ACCOUNT_ID",
+} as const;
+
+type Env = Record<string, string | undefined>;
+
+function required(env: Env, name: string): string {
+  const v = env[name]?.trim();
+  if (!v) throw new ConfigError(`${name} is required but not set`);
+  return v;
+}
+
+function optional(env: Env, name: string): string | undefined {
+  const v = env[name]?.trim();
+  return v ? v : undefined;
+}
+
+function integer(env: Env, name: string, min: number, max: number, dflt?: number): number | undefined {
+  const raw = optional(env, name);
+  if (raw === undefined) return dflt;
+  if (!/^\d+$/.test(raw)) throw new ConfigError(`${name} must be an integer, got "${raw}"`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+function region(name: string, value: string): string {
+  if (!REGION_PATTERN.test(value)) throw new ConfigError(`${name} has an invalid AWS region "${value}"`);
+  return value;
+}
+
+/** Parses `key=value,key2=value2` (values may contain `=`). */
+export function parseTagList(name: string, raw: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!raw?.trim()) return out;
+  for (const part of raw.split(",")) {
+    const p = part.trim();
+    if (!p) continue;
+    const i = p.indexOf("=");
+    if (i <= 0) throw new ConfigError(`${name} entries must look like key=value, got "${p}"`);
+    out[p.slice(0, i).trim()] = p.slice(i + 1).trim();
+  }
+  return out;
+}
+
+/** Reads and validates the configuration from an environment (process.env at cold start). */
+export function loadConfig(env: Env): ReplicationConfig {
+  const failoverRegion = region(ENV.failoverRegion, required(env, ENV.failoverRegion));
+  const sourceRegions = required(env, ENV.sourceRegions)
+    .split(",")
+    .map((r) => r.trim())
+    .filter(Boolean)
+    .map((r) => region(ENV.sourceRegions, r));
+  if (sourceRegions.length === 0) throw new ConfigError(`${ENV.sourceRegions} names no region`);
+  if (sourceRegions.includes(failoverRegion)) {
+    throw new ConfigError(`${ENV.sourceRegions} must not include the failover region ${failoverRegion}`);
+  }
+  const kmsKeyId = optional(env, ENV.kmsKeyId);
+  if (kmsKeyId !== undefined) {
+    if (!KMS_PATTERN.test(kmsKeyId)) {
+      throw new ConfigError(`${ENV.kmsKeyId} must be a KMS key or alias ARN, got "${kmsKeyId}"`);
+    }
+    const keyRegion = kmsKeyId.split(":")[3];
+    if (keyRegion !== failoverRegion) {
+      throw new ConfigError(
+        `${ENV.kmsKeyId} must be a key in the failover region ${failoverRegion}, got one in ${keyRegion}`,
+      );
+    }
+  }
+  const completionDurationMinutes = integer(env, ENV.completionDurationMinutes, 15, 2880);
+  if (completionDurationMinutes !== undefined && completionDurationMinutes % 15 !== 0) {
+    throw new ConfigError(
+      `${ENV.completionDurationMinutes} must be a multiple of 15, got ${completionDurationMinutes}`,
+    );
+  }
+  const accountId = optional(env, ENV.accountId);
+  if (accountId !== undefined && !/^\d{12}$/.test(accountId)) {
+    throw new ConfigError(`${ENV.accountId} must be a 12-digit account id, got "${accountId}"`);
+  }
+  const config: ReplicationConfig = {
+    ledgerTable: required(env, ENV.ledgerTable),
+    sourceRegions,
+    failoverRegion,
+    copyBudget: integer(env, ENV.copyBudget, 1, AWS_CONCURRENT_COPY_LIMIT, DEFAULTS.copyBudget) as number,
+    includeTags: parseTagList(ENV.includeTags, env[ENV.includeTags]),
+    excludeTags: parseTagList(ENV.excludeTags, env[ENV.excludeTags]),
+    maxCopyAttempts: integer(env, ENV.maxCopyAttempts, 1, 20, DEFAULTS.maxCopyAttempts) as number,
+    stuckAfterMinutes: integer(env, ENV.stuckAfterMinutes, 5, 2880, DEFAULTS.stuckAfterMinutes) as number,
+  };
+  if (kmsKeyId !== undefined) config.kmsKeyId = kmsKeyId;
+  if (completionDurationMinutes !== undefined) config.completionDurationMinutes = completionDurationMinutes;
+  if (accountId !== undefined) config.accountId = accountId;
+  return config;
+}
+
+/** The inverse of loadConfig: the environment a function needs for this configuration. */
+export function configToEnv(c: ReplicationConfig): Record<string, string> {
+  const env: Record<string, string> = {
+    [ENV.ledgerTable]: c.ledgerTable,
+    [ENV.sourceRegions]: c.sourceRegions.join(","),
+    [ENV.failoverRegion]: c.failoverRegion,
+    [ENV.copyBudget]: String(c.copyBudget),
+    [ENV.maxCopyAttempts]: String(c.maxCopyAttempts),
+    [ENV.stuckAfterMinutes]: String(c.stuckAfterMinutes),
+  };
+  const tags = (t: Record<string, string>) =>
+    Object.entries(t)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(",");
+  if (Object.keys(c.includeTags).length) env[ENV.includeTags] = tags(c.includeTags);
+  if (Object.keys(c.excludeTags).length) env[ENV.excludeTags] = tags(c.excludeTags);
+  if (c.kmsKeyId) env[ENV.kmsKeyId] = c.kmsKeyId;
+  if (c.completionDurationMinutes) env[ENV.completionDurationMinutes] = String(c.completionDurationMinutes);
+  if (c.accountId) env[ENV.accountId] = c.accountId;
+  return env;
+}

@@ -1,0 +1,102 @@
+import type { SnapshotRecord, SourceSnapshot, Tags } from "./model.js";
+
+/** What the replication plane needs from the outside world. Adapters implement these with AWS SDK v3. */
+
+export interface Clock {
+  now(): Date;
+}
+
+/** Structured logging (Powertools Logger satisfies it). */
+export interface Log {
+  debug(message: string, ...attributes: Record<string, unknown>[]): void;
+  info(message: string, ...attributes: Record<string, unknown>[]): void;
+  warn(message: string, ...attributes: Record<string, unknown>[]): void;
+  error(message: string, ...attributes: Record<string, unknown>[]): void;
+}
+
+export interface OpenState {
+  open: SnapshotRecord[];
+  startedBackups: Set<string>;
+  /** The budget counter as stored (equals the copying records unless something is wrong). */
+  inFlightCounter: number;
+}
+
+export type RecordResult = "recorded" | "duplicate";
+
+/**
+ * The ledger: one record per source snapshot, plus the copy budget counter and one lineage lock
+ * per volume. Every state change is a conditional write, so concurrent and repeated deliveries
+ * agree on one outcome.
+ */
+export interface Ledger {
+  /** Records a source snapshot as waiting; "duplicate" when it is already known. */
+  recordSource(record: SnapshotRecord): Promise<RecordResult>;
+  /** Records a source snapshot that failed in its own region; never copied. */
+  recordSourceFailure(record: SnapshotRecord): Promise<RecordResult>;
+  get(sourceSnapshotId: string): Promise<SnapshotRecord | undefined>;
+  /** Every waiting or copying record, and which of their backups have started copying. */
+  loadOpen(): Promise<OpenState>;
+  /**
+   * Atomically: takes a budget slot (only while fewer than `budget` are in flight), takes the
+   * volume's lineage lock, moves the record waiting -> copying and marks its backup started.
+   * Returns the lineage's KMS key (pinned on first use) or false when any condition fails.
+   */
+  admit(
+    record: SnapshotRecord,
+    budget: number,
+    kmsKeyId: string | undefined,
+    now: Date,
+  ): Promise<{ kmsKeyId: string | undefined } | false>;
+  /** Notes the copy's id once CopySnapshot answered (only while copying without a copy id). */
+  noteCopyStarted(sourceSnapshotId: string, copySnapshotId: string, kmsKeyId: string | undefined): Promise<boolean>;
+  /** copying -> completed; frees the slot and the lock. False if it was not copying (duplicate event). */
+  complete(
+    sourceSnapshotId: string,
+    copy: { copySnapshotId: string; completedAt: string; incremental?: boolean },
+  ): Promise<boolean>;
+  /**
+   * copying -> waiting (retry after `notBefore`) or failed; frees the slot and the lock.
+   * `count` names the counter the outcome increments (copy failures or throttles).
+   */
+  release(sourceSnapshotId: string, outcome: ReleaseOutcome): Promise<boolean>;
+  /** waiting -> superseded, only while its backup has not started copying. */
+  supersede(sourceSnapshotId: string, backup: string, by: string): Promise<boolean>;
+  /** Flags a copying record (idempotent): pending too long, or missed its time-based deadline. */
+  flag(sourceSnapshotId: string, flag: "stuck" | "missedDeadline"): Promise<void>;
+}
+
+export type ReleaseOutcome =
+  | { status: "waiting"; notBefore: string; reason: string; count: "attempts" | "throttles" | "none" }
+  | { status: "failed"; reason: string; count: "attempts" | "none" };
+
+export interface CopyRequest {
+  sourceSnapshotId: string;
+  sourceRegion: string;
+  volumeId: string;
+  tags: Tags;
+  kmsKeyId?: string;
+  completionDurationMinutes?: number;
+  description: string;
+}
+
+export type CopyState = {
+  copySnapshotId: string;
+  sourceSnapshotId: string | undefined;
+  state: "pending" | "completed" | "error";
+  stateMessage?: string;
+  startTime?: string;
+};
+
+/** EBS in the failover region. Throws RetryableError or TerminalError. */
+export interface SnapshotCopier {
+  copy(request: CopyRequest): Promise<string>;
+  /** Current state of copies by id (missing ids are omitted). */
+  describeCopies(copySnapshotIds: readonly string[]): Promise<CopyState[]>;
+  /** Finds copies of a source snapshot by our source tag (used when a copy id was never noted). */
+  findCopiesOf(sourceSnapshotId: string): Promise<CopyState[]>;
+}
+
+/** EBS in a source region. One call per batch of ids. */
+export interface SourceSnapshots {
+  describe(region: string, snapshotIds: readonly string[]): Promise<SourceSnapshot[]>;
+}

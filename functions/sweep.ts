@@ -1,0 +1,5 @@
+import { runtimeFromEnv } from "./app/runtime.js";
+import { makeSweepHandler } from "./app/sweep.js";
+
+/** Lambda entrypoint: the scheduled reconciliation sweep (EventBridge schedule). */
+export const handler = makeSweepHandler(runtimeFromEnv());

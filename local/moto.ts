@@ -1,0 +1,81 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { createServer } from "node:net";
+
+/** A running AWS emulator (moto_server). */
+export interface Moto {
+  endpoint: string;
+  reset(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const address = srv.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts `moto_server` on a free loopback port and waits until it answers.
+ * MOTO_EC2_LOAD_DEFAULT_AMIS=false keeps each region free of ~1,200 AMI snapshots, which would
+ * otherwise slow DescribeSnapshots down about sixty-fold.
+ */
+export async function startMoto(options: { timeoutMs?: number } = {}): Promise<Moto> {
+  const port = await freePort();
+  const endpoint = `http://127.0.0.1:${port}`;
+  let proc: ChildProcess;
+  try {
+    proc = spawn("moto_server", ["-H", "127.0.0.1", "-p", String(port)], {
+      env: { ...process.env, MOTO_EC2_LOAD_DEFAULT_AMIS: "false" },
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+  } catch (err) {
+    throw new Error(`cannot start moto_server (is it installed? pip install 'moto[server]'): ${String(err)}`);
+  }
+  let stderr = "";
+  proc.stderr?.on("data", (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4000);
+  });
+  const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
+  const spawnError = new Promise<never>((_, reject) =>
+    proc.once("error", (err) =>
+      reject(new Error(`cannot start moto_server (is it installed and on PATH?): ${err.message}`)),
+    ),
+  );
+  const deadline = Date.now() + (options.timeoutMs ?? 30_000);
+  const ready = (async () => {
+    while (Date.now() < deadline) {
+      if (proc.exitCode !== null) throw new Error(`moto_server exited with ${proc.exitCode}: ${stderr}`);
+      try {
+        const res = await fetch(`${endpoint}/moto-api/`);
+        if (res.ok) return;
+      } catch {
+        // not listening yet
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    proc.kill("SIGKILL");
+    throw new Error(`moto_server did not answer on ${endpoint} within the timeout: ${stderr}`);
+  })();
+  await Promise.race([ready, spawnError]);
+  return {
+    endpoint,
+    async reset() {
+      await fetch(`${endpoint}/moto-api/reset`, { method: "POST" });
+    },
+    async stop() {
+      if (proc.exitCode === null) {
+        proc.kill("SIGTERM");
+        const timer = setTimeout(() => proc.kill("SIGKILL"), 3000);
+        await exited;
+        clearTimeout(timer);
+      }
+    },
+  };
+}

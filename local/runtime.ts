@@ -1,0 +1,385 @@
+import { randomUUID } from "node:crypto";
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { CopySnapshotCommand, type EC2Client } from "@aws-sdk/client-ec2";
+import { EventBridgeClient, PutEventsCommand, type PutEventsRequestEntry } from "@aws-sdk/client-eventbridge";
+import {
+  DeleteMessageBatchCommand,
+  GetQueueAttributesCommand,
+  ReceiveMessageCommand,
+  SQSClient,
+} from "@aws-sdk/client-sqs";
+import { Logger } from "@aws-lambda-powertools/logger";
+import { Metrics } from "@aws-lambda-powertools/metrics";
+import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
+import { makeCopyCompletedHandler } from "../functions/app/copy-completed.js";
+import { makeReplicateHandler } from "../functions/app/replicate.js";
+import { makeRuntime, type Runtime } from "../functions/app/runtime.js";
+import { makeSweepHandler } from "../functions/app/sweep.js";
+import { DEFAULTS, type ReplicationConfig } from "../functions/core/config.js";
+import type { SweepReport } from "../functions/core/plane.js";
+import type { Clock } from "../functions/core/ports.js";
+import { createEventPlumbing, createLedgerTable, type LocalPlaneResources, type QueuePair } from "./resources.js";
+
+export const LOCAL_ACCOUNT = "123456789012";
+export const LOCAL_CREDENTIALS = { accessKeyId: "local", secretAccessKey: "local" };
+
+/** The shape of a snapshot ARN in EBS events. */
+export const snapshotArn = (region: string, id: string) => `arn:aws:ec2::${region}:snapshot/${id}`;
+
+/** A fault to inject into an EC2 call: return an error to throw instead of calling the emulator. */
+export type Ec2Fault = (command: string, input: Record<string, unknown>) => Error | undefined;
+
+/** An AWS-shaped service error (what the SDK throws for an error response). */
+export function awsError(code: string, message: string, status = 400): Error {
+  return Object.assign(new Error(message), {
+    name: code,
+    Code: code,
+    $fault: status >= 500 ? "server" : "client",
+    $metadata: { httpStatusCode: status },
+  });
+}
+
+interface Copy {
+  copySnapshotId: string;
+  sourceSnapshotId: string;
+  sourceRegion: string;
+  startTime: string;
+}
+
+/**
+ * Plays AWS's part that the emulator cannot: EBS events. Moto completes copies at once and emits
+ * nothing, so after each CopySnapshot this emits the `copySnapshot` event AWS would, either after
+ * `copyDelayMs` or (mode "held") only when a test releases the copy. It also counts copies pending
+ * in "AWS" at once, which is what the 20-copy quota limits.
+ */
+export class EbsEventEmitter {
+  readonly copies: Copy[] = [];
+  readonly held: Copy[] = [];
+  private pending = 0;
+  private timers = 0;
+  maxPending = 0;
+
+  constructor(
+    private readonly events: EventBridgeClient,
+    private readonly failoverRegion: string,
+    private readonly copyDelayMs: number | "held",
+  ) {}
+
+  /** SDK middleware for the failover region's EC2 client: sees every successful CopySnapshot. */
+  attach(client: EC2Client, fault?: Ec2Fault): void {
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const command = (context as { commandName?: string }).commandName ?? "";
+        const input = args.input as Record<string, unknown>;
+        const injected = fault?.(command, input);
+        if (injected) throw injected;
+        const out = await next(args);
+        if (command === CopySnapshotCommand.name) {
+          const output = out.output as { SnapshotId?: string };
+          if (output.SnapshotId) {
+            this.started({
+              copySnapshotId: output.SnapshotId,
+              sourceSnapshotId: String(input.SourceSnapshotId),
+              sourceRegion: String(input.SourceRegion),
+              startTime: new Date().toISOString(),
+            });
+          }
+        }
+        return out;
+      },
+      { step: "initialize", name: "localEbsEvents" },
+    );
+  }
+
+  /** Adds fault injection to a client that needs no event emission (the source regions). */
+  static faults(client: EC2Client, fault: Ec2Fault): void {
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const injected = fault((context as { commandName?: string }).commandName ?? "", args.input as Record<string, unknown>);
+        if (injected) throw injected;
+        return next(args);
+      },
+      { step: "initialize", name: "localFaults" },
+    );
+  }
+
+  private started(copy: Copy): void {
+    this.copies.push(copy);
+    this.pending++;
+    this.maxPending = Math.max(this.maxPending, this.pending);
+    if (this.copyDelayMs === "held") {
+      this.held.push(copy);
+      return;
+    }
+    this.timers++;
+    setTimeout(() => {
+      this.complete([copy]).finally(() => this.timers--);
+    }, this.copyDelayMs);
+  }
+
+  get inFlight(): number {
+    return this.pending;
+  }
+
+  get busy(): boolean {
+    return this.timers > 0;
+  }
+
+  isHeld(copySnapshotId: string): boolean {
+    return this.held.some((c) => c.copySnapshotId === copySnapshotId);
+  }
+
+  /** Completes up to `n` held copies (oldest first), emitting their events. */
+  async release(n = Number.POSITIVE_INFINITY, result: "succeeded" | "failed" = "succeeded"): Promise<Copy[]> {
+    const batch = this.held.splice(0, Math.min(n, this.held.length));
+    await this.complete(batch, result);
+    return batch;
+  }
+
+  /** Emits the copySnapshot events AWS would for these copies. */
+  async complete(copies: readonly Copy[], result: "succeeded" | "failed" = "succeeded"): Promise<void> {
+    this.pending -= copies.length;
+    const entries = copies.map((c) => this.copyEvent(c, result));
+    await putEvents(this.events, entries);
+  }
+
+  copyEvent(c: Copy, result: "succeeded" | "failed", busName = "default"): PutEventsRequestEntry {
+    const arn = snapshotArn(this.failoverRegion, c.copySnapshotId);
+    return {
+      Source: "aws.ec2",
+      DetailType: "EBS Snapshot Notification",
+      EventBusName: busName,
+      Resources: [arn],
+      Detail: JSON.stringify({
+        event: "copySnapshot",
+        result,
+        cause: result === "failed" ? "Snapshot copy failed (simulated)" : "",
+        "request-id": randomUUID(),
+        snapshot_id: arn,
+        source: snapshotArn(c.sourceRegion, c.sourceSnapshotId),
+        startTime: c.startTime,
+        endTime: new Date().toISOString(),
+        incremental: "false",
+        transferType: "standard",
+      }),
+    };
+  }
+}
+
+/** PutEvents in batches of 10 (its limit), failing loudly on any rejected entry. */
+export async function putEvents(events: EventBridgeClient, entries: readonly PutEventsRequestEntry[]): Promise<void> {
+  for (let i = 0; i < entries.length; i += 10) {
+    const out = await events.send(new PutEventsCommand({ Entries: entries.slice(i, i + 10) }));
+    if (out.FailedEntryCount) throw new Error(`PutEvents rejected ${out.FailedEntryCount} entries`);
+  }
+}
+
+type SqsHandler = (event: SQSEvent, context: Context) => Promise<SQSBatchResponse>;
+
+function lambdaContext(functionName: string, region: string): Context {
+  return {
+    callbackWaitsForEmptyEventLoop: false,
+    functionName,
+    functionVersion: "$LATEST",
+    invokedFunctionArn: `arn:aws:lambda:${region}:${LOCAL_ACCOUNT}:function:${functionName}`,
+    memoryLimitInMB: "256",
+    awsRequestId: randomUUID(),
+    logGroupName: `/aws/lambda/${functionName}`,
+    logStreamName: "local",
+    getRemainingTimeInMillis: () => 60_000,
+    done: () => undefined,
+    fail: () => undefined,
+    succeed: () => undefined,
+  };
+}
+
+/**
+ * Plays Lambda's SQS event source mapping: receive up to 10 messages, invoke the handler, delete
+ * the ones not reported in `batchItemFailures` (those come back after the visibility timeout, and
+ * reach the DLQ after maxReceiveCount receives, as in AWS).
+ */
+export class EventSourceMapping {
+  invocations = 0;
+
+  constructor(
+    private readonly sqs: SQSClient,
+    readonly queue: QueuePair,
+    private readonly functionName: string,
+    private readonly region: string,
+    private readonly handler: SqsHandler,
+  ) {}
+
+  async pollOnce(): Promise<number> {
+    const out = await this.sqs.send(
+      new ReceiveMessageCommand({
+        QueueUrl: this.queue.url,
+        MaxNumberOfMessages: 10,
+        WaitTimeSeconds: 0,
+        MessageSystemAttributeNames: ["All"],
+      }),
+    );
+    const messages = out.Messages ?? [];
+    if (messages.length === 0) return 0;
+    const records: SQSRecord[] = messages.map((m) => ({
+      messageId: m.MessageId ?? randomUUID(),
+      receiptHandle: m.ReceiptHandle ?? "",
+      body: m.Body ?? "",
+      attributes: {
+        ApproximateReceiveCount: m.Attributes?.ApproximateReceiveCount ?? "1",
+        SentTimestamp: m.Attributes?.SentTimestamp ?? String(Date.now()),
+        SenderId: "events.amazonaws.com",
+        ApproximateFirstReceiveTimestamp: m.Attributes?.ApproximateFirstReceiveTimestamp ?? String(Date.now()),
+      },
+      messageAttributes: {},
+      md5OfBody: m.MD5OfBody ?? "",
+      eventSource: "aws:sqs",
+      eventSourceARN: this.queue.arn,
+      awsRegion: this.region,
+    }));
+    this.invocations++;
+    const response = await this.handler({ Records: records }, lambdaContext(this.functionName, this.region));
+    const failed = new Set(response.batchItemFailures.map((f) => f.itemIdentifier));
+    const done = messages.filter((m) => m.MessageId && !failed.has(m.MessageId));
+    if (done.length > 0) {
+      await this.sqs.send(
+        new DeleteMessageBatchCommand({
+          QueueUrl: this.queue.url,
+          Entries: done.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle ?? "" })),
+        }),
+      );
+    }
+    return messages.length;
+  }
+
+  /** Messages visible plus in flight (received, not yet deleted). */
+  async backlog(): Promise<number> {
+    const a = await this.sqs.send(
+      new GetQueueAttributesCommand({
+        QueueUrl: this.queue.url,
+        AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+      }),
+    );
+    return (
+      Number(a.Attributes?.ApproximateNumberOfMessages ?? 0) +
+      Number(a.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0)
+    );
+  }
+}
+
+export interface LocalPlaneOptions {
+  endpoint: string;
+  primaryRegion?: string;
+  failoverRegion?: string;
+  config?: Partial<ReplicationConfig>;
+  /** How long a simulated copy stays pending; "held" = until the test releases it. */
+  copyDelayMs?: number | "held";
+  /** Concurrent invocations per event source mapping (Lambda runs batches in parallel). */
+  concurrency?: number;
+  prefix?: string;
+  clock?: Clock;
+  random?: () => number;
+  fault?: Ec2Fault;
+  logLevel?: "DEBUG" | "INFO" | "WARN" | "ERROR" | "SILENT";
+}
+
+/**
+ * The replication plane running locally: the real handlers, wired to the emulator, fed by real
+ * SQS queues through EventBridge rules, with the EBS event emitter standing in for AWS.
+ */
+export class LocalPlane {
+  private constructor(
+    readonly rt: Runtime,
+    readonly clients: { events: EventBridgeClient; sqs: SQSClient; dynamo: DynamoDBClient },
+    readonly resources: LocalPlaneResources,
+    readonly emitter: EbsEventEmitter,
+    readonly mappings: { replicate: EventSourceMapping; copyCompleted: EventSourceMapping },
+    readonly sweepHandler: () => Promise<SweepReport>,
+    private readonly concurrency: number,
+  ) {}
+
+  static async create(o: LocalPlaneOptions): Promise<LocalPlane> {
+    const primaryRegion = o.primaryRegion ?? "us-east-1";
+    const failoverRegion = o.failoverRegion ?? "us-west-2";
+    const prefix = o.prefix ?? "velero-dr-local";
+    const common = { endpoint: o.endpoint, credentials: LOCAL_CREDENTIALS, region: failoverRegion };
+    const events = new EventBridgeClient(common);
+    const sqs = new SQSClient(common);
+    const dynamo = new DynamoDBClient(common);
+    const config: ReplicationConfig = {
+      ledgerTable: `${prefix}-ledger`,
+      sourceRegions: [primaryRegion],
+      failoverRegion,
+      copyBudget: DEFAULTS.copyBudget,
+      includeTags: {},
+      excludeTags: {},
+      maxCopyAttempts: DEFAULTS.maxCopyAttempts,
+      stuckAfterMinutes: DEFAULTS.stuckAfterMinutes,
+      ...o.config,
+    };
+    await createLedgerTable(dynamo, config.ledgerTable);
+    const resources = await createEventPlumbing(events, sqs, prefix);
+    const emitter = new EbsEventEmitter(events, failoverRegion, o.copyDelayMs ?? 20);
+    const logLevel = o.logLevel ?? "WARN";
+    const rt = makeRuntime(config, {
+      ec2: { endpoint: o.endpoint, credentials: LOCAL_CREDENTIALS },
+      dynamo,
+      onEc2Client: (client, region) => {
+        if (region === failoverRegion) emitter.attach(client, o.fault);
+        else if (o.fault) EbsEventEmitter.faults(client, o.fault);
+      },
+      logger: new Logger({ serviceName: "velero-dr", logLevel }),
+      // EMF goes to stdout; locally the summary reports the figures instead.
+      metrics: new Metrics({ namespace: "VeleroDR", serviceName: "velero-dr" }),
+      ...(o.clock ? { clock: o.clock } : {}),
+      ...(o.random ? { random: o.random } : {}),
+    });
+    const sweep = makeSweepHandler(rt);
+    return new LocalPlane(
+      rt,
+      { events, sqs, dynamo },
+      resources,
+      emitter,
+      {
+        replicate: new EventSourceMapping(sqs, resources.snapshotQueue, "replicate", failoverRegion, makeReplicateHandler(rt)),
+        copyCompleted: new EventSourceMapping(
+          sqs,
+          resources.copyQueue,
+          "copy-completed",
+          failoverRegion,
+          makeCopyCompletedHandler(rt),
+        ),
+      },
+      () => sweep(undefined, lambdaContext("sweep", failoverRegion)),
+      o.concurrency ?? 2,
+    );
+  }
+
+  /** One round: every mapping polls `concurrency` times in parallel. Returns messages handled. */
+  async pump(): Promise<number> {
+    const polls = [this.mappings.replicate, this.mappings.copyCompleted].flatMap((m) =>
+      Array.from({ length: this.concurrency }, () => m.pollOnce()),
+    );
+    return (await Promise.all(polls)).reduce((a, b) => a + b, 0);
+  }
+
+  /** Pumps until no message is queued or in flight and no simulated copy is about to complete. */
+  async drain(timeoutMs = 120_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const handled = await this.pump();
+      if (handled > 0) continue;
+      if (this.emitter.busy) {
+        await new Promise((r) => setTimeout(r, 5));
+        continue;
+      }
+      const backlog = (await this.mappings.replicate.backlog()) + (await this.mappings.copyCompleted.backlog());
+      if (backlog === 0) return;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`local plane did not drain within ${timeoutMs} ms`);
+  }
+
+  sweep(): Promise<SweepReport> {
+    return this.sweepHandler();
+  }
+}

@@ -1,7 +1,6 @@
-import { DescribeSnapshotsCommand, EC2Client } from "@aws-sdk/client-ec2";
-import { ScanCommand } from "@aws-sdk/lib-dynamodb";
-import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { parseArgs } from "node:util";
+import { DescribeSnapshotsCommand, EC2Client } from "@aws-sdk/client-ec2";
+import { DynamoDBDocumentClient, ScanCommand } from "@aws-sdk/lib-dynamodb";
 import { DEFAULTS } from "../functions/core/config.js";
 import { SOURCE_SNAPSHOT_TAG, VELERO_BACKUP_TAG, VELERO_PV_TAG } from "../functions/core/model.js";
 import { type Moto, startMoto } from "./moto.js";
@@ -47,10 +46,13 @@ async function describeAll(ec2: EC2Client, tagKey: string) {
  * a schedule (each one after the previous has replicated), the real handlers replicate them on the
  * emulator, and the summary says what landed in the failover region.
  */
-export async function runDrill(o: DrillOptions, log: (line: string) => void = () => {}): Promise<DrillSummary> {
+export async function runDrill(
+  o: DrillOptions,
+  log: (line: string) => void = () => {},
+): Promise<DrillSummary> {
   const started = performance.now();
-  let moto: Moto | undefined;
-  const endpoint = o.endpoint ?? (moto = await startMoto()).endpoint;
+  const moto: Moto | undefined = o.endpoint ? undefined : await startMoto();
+  const endpoint = o.endpoint ?? moto?.endpoint ?? "";
   try {
     log(`emulator: ${endpoint}${moto ? " (moto_server started for this drill)" : ""}`);
     const plane = await LocalPlane.create({
@@ -61,7 +63,12 @@ export async function runDrill(o: DrillOptions, log: (line: string) => void = ()
     });
     const { sourceRegions, failoverRegion } = plane.rt.config;
     const primaryRegion = sourceRegions[0] ?? "us-east-1";
-    const primary = new SimulatedPrimary(endpoint, primaryRegion, plane.clients.events, plane.resources.busName);
+    const primary = new SimulatedPrimary(
+      endpoint,
+      primaryRegion,
+      plane.clients.events,
+      plane.resources.busName,
+    );
     await primary.addControllers(o.controllers);
     log(`primary ${primaryRegion}: ${o.controllers} controllers, one EBS volume each`);
     const base = Date.now();
@@ -145,7 +152,8 @@ async function main(): Promise<void> {
   }
   const int = (name: string, v: string, min: number, max: number) => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name} must be an integer ${min}..${max}, got "${v}"`);
+    if (!Number.isInteger(n) || n < min || n > max)
+      throw new Error(`--${name} must be an integer ${min}..${max}, got "${v}"`);
     return n;
   };
   const endpoint = values.endpoint ?? process.env.AWS_ENDPOINT_URL;

@@ -56,7 +56,9 @@ export class SimulatedPrimary {
           AvailabilityZone: `${this.region}a`,
           Size: 50,
           VolumeType: "gp3",
-          TagSpecifications: [{ ResourceType: "volume", Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })) }],
+          TagSpecifications: [
+            { ResourceType: "volume", Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })) },
+          ],
         }),
       );
       if (!vol.VolumeId) throw new Error("CreateVolume returned no VolumeId");
@@ -85,7 +87,9 @@ export class SimulatedPrimary {
         new CreateSnapshotCommand({
           VolumeId: c.volumeId,
           Description: `Velero backup ${backup}`,
-          TagSpecifications: [{ ResourceType: "snapshot", Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })) }],
+          TagSpecifications: [
+            { ResourceType: "snapshot", Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })) },
+          ],
         }),
       );
       if (!snap.SnapshotId) throw new Error("CreateSnapshot returned no SnapshotId");
@@ -96,7 +100,10 @@ export class SimulatedPrimary {
   }
 
   /** The createSnapshot events AWS would emit, as the primary's rule forwards them to the failover bus. */
-  createdEvent(s: Pick<TakenSnapshot, "snapshotId" | "volumeId">, result = "succeeded"): PutEventsRequestEntry {
+  createdEvent(
+    s: Pick<TakenSnapshot, "snapshotId" | "volumeId">,
+    result = "succeeded",
+  ): PutEventsRequestEntry {
     const now = new Date().toISOString();
     return {
       Source: "aws.ec2",

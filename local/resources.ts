@@ -1,5 +1,10 @@
 import { CreateTableCommand, type DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import { CreateEventBusCommand, type EventBridgeClient, PutRuleCommand, PutTargetsCommand } from "@aws-sdk/client-eventbridge";
+import {
+  CreateEventBusCommand,
+  type EventBridgeClient,
+  PutRuleCommand,
+  PutTargetsCommand,
+} from "@aws-sdk/client-eventbridge";
 import { CreateQueueCommand, GetQueueAttributesCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { INDEX } from "../functions/adapters/dynamo-ledger.js";
 import { COPY_EVENT_PATTERNS, SNAPSHOT_EVENT_PATTERNS } from "../functions/core/patterns.js";
@@ -86,8 +91,12 @@ export async function createEventPlumbing(
   const snapshotQueue = await createQueue(sqs, `${prefix}-snapshot-events`);
   const copyQueue = await createQueue(sqs, `${prefix}-copy-events`);
   const route = async (rule: string, bus: string, pattern: object, arn: string) => {
-    await events.send(new PutRuleCommand({ Name: rule, EventBusName: bus, EventPattern: JSON.stringify(pattern) }));
-    await events.send(new PutTargetsCommand({ Rule: rule, EventBusName: bus, Targets: [{ Id: "queue", Arn: arn }] }));
+    await events.send(
+      new PutRuleCommand({ Name: rule, EventBusName: bus, EventPattern: JSON.stringify(pattern) }),
+    );
+    await events.send(
+      new PutTargetsCommand({ Rule: rule, EventBusName: bus, Targets: [{ Id: "queue", Arn: arn }] }),
+    );
   };
   for (const [name, pattern] of Object.entries(SNAPSHOT_EVENT_PATTERNS)) {
     await route(`${prefix}-${name}`, busName, pattern, snapshotQueue.arn);

@@ -1,6 +1,13 @@
 import { randomUUID } from "node:crypto";
+import { Logger } from "@aws-lambda-powertools/logger";
+import { Metrics } from "@aws-lambda-powertools/metrics";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import { CopySnapshotCommand, type EC2Client } from "@aws-sdk/client-ec2";
+import {
+  CopySnapshotCommand,
+  DescribeSnapshotsCommand,
+  type DescribeSnapshotsResult,
+  type EC2Client,
+} from "@aws-sdk/client-ec2";
 import { EventBridgeClient, PutEventsCommand, type PutEventsRequestEntry } from "@aws-sdk/client-eventbridge";
 import {
   DeleteMessageBatchCommand,
@@ -8,8 +15,6 @@ import {
   ReceiveMessageCommand,
   SQSClient,
 } from "@aws-sdk/client-sqs";
-import { Logger } from "@aws-lambda-powertools/logger";
-import { Metrics } from "@aws-lambda-powertools/metrics";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
 import { makeCopyCompletedHandler } from "../functions/app/copy-completed.js";
 import { makeReplicateHandler } from "../functions/app/replicate.js";
@@ -18,7 +23,12 @@ import { makeSweepHandler } from "../functions/app/sweep.js";
 import { DEFAULTS, type ReplicationConfig } from "../functions/core/config.js";
 import type { SweepReport } from "../functions/core/plane.js";
 import type { Clock } from "../functions/core/ports.js";
-import { createEventPlumbing, createLedgerTable, type LocalPlaneResources, type QueuePair } from "./resources.js";
+import {
+  createEventPlumbing,
+  createLedgerTable,
+  type LocalPlaneResources,
+  type QueuePair,
+} from "./resources.js";
 
 export const LOCAL_ACCOUNT = "123456789012";
 export const LOCAL_CREDENTIALS = { accessKeyId: "local", secretAccessKey: "local" };
@@ -39,11 +49,13 @@ export function awsError(code: string, message: string, status = 400): Error {
   });
 }
 
-interface Copy {
+export interface Copy {
   copySnapshotId: string;
   sourceSnapshotId: string;
   sourceRegion: string;
   startTime: string;
+  /** When the simulated copy completed (set on release or after the delay). */
+  endTime?: string;
 }
 
 /**
@@ -74,6 +86,8 @@ export class EbsEventEmitter {
         const injected = fault?.(command, input);
         if (injected) throw injected;
         const out = await next(args);
+        if (command === DescribeSnapshotsCommand.name)
+          this.showHeldAsPending(out.output as DescribeSnapshotsResult);
         if (command === CopySnapshotCommand.name) {
           const output = out.output as { SnapshotId?: string };
           if (output.SnapshotId) {
@@ -91,11 +105,24 @@ export class EbsEventEmitter {
     );
   }
 
+  /** The emulator completes copies at once; a held copy must look pending to the sweep, as in AWS. */
+  private showHeldAsPending(output: DescribeSnapshotsResult): void {
+    for (const s of output.Snapshots ?? []) {
+      if (s.SnapshotId && this.isHeld(s.SnapshotId)) {
+        s.State = "pending";
+        s.Progress = "42%";
+      }
+    }
+  }
+
   /** Adds fault injection to a client that needs no event emission (the source regions). */
   static faults(client: EC2Client, fault: Ec2Fault): void {
     client.middlewareStack.add(
       (next, context) => async (args) => {
-        const injected = fault((context as { commandName?: string }).commandName ?? "", args.input as Record<string, unknown>);
+        const injected = fault(
+          (context as { commandName?: string }).commandName ?? "",
+          args.input as Record<string, unknown>,
+        );
         if (injected) throw injected;
         return next(args);
       },
@@ -129,16 +156,24 @@ export class EbsEventEmitter {
     return this.held.some((c) => c.copySnapshotId === copySnapshotId);
   }
 
-  /** Completes up to `n` held copies (oldest first), emitting their events. */
-  async release(n = Number.POSITIVE_INFINITY, result: "succeeded" | "failed" = "succeeded"): Promise<Copy[]> {
+  /**
+   * Completes up to `n` held copies (oldest first) and emits their events, unless `emit` is false:
+   * EBS events are best effort, and a lost one is what the sweep is for.
+   */
+  async release(
+    n = Number.POSITIVE_INFINITY,
+    options: { result?: "succeeded" | "failed"; emit?: boolean } = {},
+  ): Promise<Copy[]> {
     const batch = this.held.splice(0, Math.min(n, this.held.length));
-    await this.complete(batch, result);
+    if (options.emit === false) this.pending -= batch.length;
+    else await this.complete(batch, options.result);
     return batch;
   }
 
   /** Emits the copySnapshot events AWS would for these copies. */
   async complete(copies: readonly Copy[], result: "succeeded" | "failed" = "succeeded"): Promise<void> {
     this.pending -= copies.length;
+    for (const c of copies) c.endTime = new Date().toISOString();
     const entries = copies.map((c) => this.copyEvent(c, result));
     await putEvents(this.events, entries);
   }
@@ -167,7 +202,10 @@ export class EbsEventEmitter {
 }
 
 /** PutEvents in batches of 10 (its limit), failing loudly on any rejected entry. */
-export async function putEvents(events: EventBridgeClient, entries: readonly PutEventsRequestEntry[]): Promise<void> {
+export async function putEvents(
+  events: EventBridgeClient,
+  entries: readonly PutEventsRequestEntry[],
+): Promise<void> {
   for (let i = 0; i < entries.length; i += 10) {
     const out = await events.send(new PutEventsCommand({ Entries: entries.slice(i, i + 10) }));
     if (out.FailedEntryCount) throw new Error(`PutEvents rejected ${out.FailedEntryCount} entries`);
@@ -228,7 +266,8 @@ export class EventSourceMapping {
         ApproximateReceiveCount: m.Attributes?.ApproximateReceiveCount ?? "1",
         SentTimestamp: m.Attributes?.SentTimestamp ?? String(Date.now()),
         SenderId: "events.amazonaws.com",
-        ApproximateFirstReceiveTimestamp: m.Attributes?.ApproximateFirstReceiveTimestamp ?? String(Date.now()),
+        ApproximateFirstReceiveTimestamp:
+          m.Attributes?.ApproximateFirstReceiveTimestamp ?? String(Date.now()),
       },
       messageAttributes: {},
       md5OfBody: m.MD5OfBody ?? "",
@@ -340,7 +379,13 @@ export class LocalPlane {
       resources,
       emitter,
       {
-        replicate: new EventSourceMapping(sqs, resources.snapshotQueue, "replicate", failoverRegion, makeReplicateHandler(rt)),
+        replicate: new EventSourceMapping(
+          sqs,
+          resources.snapshotQueue,
+          "replicate",
+          failoverRegion,
+          makeReplicateHandler(rt),
+        ),
         copyCompleted: new EventSourceMapping(
           sqs,
           resources.copyQueue,
@@ -372,7 +417,8 @@ export class LocalPlane {
         await new Promise((r) => setTimeout(r, 5));
         continue;
       }
-      const backlog = (await this.mappings.replicate.backlog()) + (await this.mappings.copyCompleted.backlog());
+      const backlog =
+        (await this.mappings.replicate.backlog()) + (await this.mappings.copyCompleted.backlog());
       if (backlog === 0) return;
       await new Promise((r) => setTimeout(r, 100));
     }

@@ -66,7 +66,15 @@ function fromItem(item: Item): SnapshotRecord {
     tags: (item.tags ?? {}) as Record<string, string>,
     attempts: typeof item.attempts === "number" ? item.attempts : 0,
   };
-  for (const k of ["schedule", "notBefore", "copySnapshotId", "admittedAt", "completedAt", "reason", "kmsKeyId"]) {
+  for (const k of [
+    "schedule",
+    "notBefore",
+    "copySnapshotId",
+    "admittedAt",
+    "completedAt",
+    "reason",
+    "kmsKeyId",
+  ]) {
     if (typeof item[k] === "string") (r as unknown as Item)[k] = item[k];
   }
   for (const k of ["incremental", "stuck", "missedDeadline"]) {
@@ -168,7 +176,13 @@ export class DynamoLedger implements Ledger {
       while (keys && keys.length > 0) {
         const out = await this.db.send(
           new BatchGetCommand({
-            RequestItems: { [this.table]: { Keys: keys, ProjectionExpression: "#name, started", ExpressionAttributeNames: { "#name": "name" } } },
+            RequestItems: {
+              [this.table]: {
+                Keys: keys,
+                ProjectionExpression: "#name, started",
+                ExpressionAttributeNames: { "#name": "name" },
+              },
+            },
           }),
         );
         for (const item of out.Responses?.[this.table] ?? []) {
@@ -177,7 +191,9 @@ export class DynamoLedger implements Ledger {
         keys = out.UnprocessedKeys?.[this.table]?.Keys as Item[] | undefined;
       }
     }
-    const counter = await this.db.send(new GetCommand({ TableName: this.table, Key: BUDGET_KEY, ConsistentRead: true }));
+    const counter = await this.db.send(
+      new GetCommand({ TableName: this.table, Key: BUDGET_KEY, ConsistentRead: true }),
+    );
     const inFlightCounter = typeof counter.Item?.inFlight === "number" ? counter.Item.inFlight : 0;
     return { open, startedBackups, inFlightCounter };
   }
@@ -206,7 +222,10 @@ export class DynamoLedger implements Ledger {
                     ? "SET holder = :id"
                     : "SET holder = :id, kmsKeyId = if_not_exists(kmsKeyId, :key)",
                 ConditionExpression: "attribute_not_exists(holder)",
-                ExpressionAttributeValues: { ":id": id, ...(kmsKeyId === undefined ? {} : { ":key": kmsKeyId }) },
+                ExpressionAttributeValues: {
+                  ":id": id,
+                  ...(kmsKeyId === undefined ? {} : { ":key": kmsKeyId }),
+                },
               },
             },
             {
@@ -216,7 +235,11 @@ export class DynamoLedger implements Ledger {
                 UpdateExpression: "SET #status = :copying, admittedAt = :now REMOVE notBefore, stuck",
                 ConditionExpression: "#status = :waiting",
                 ExpressionAttributeNames: { "#status": "status" },
-                ExpressionAttributeValues: { ":copying": "copying", ":waiting": "waiting", ":now": now.toISOString() },
+                ExpressionAttributeValues: {
+                  ":copying": "copying",
+                  ":waiting": "waiting",
+                  ":now": now.toISOString(),
+                },
               },
             },
             {
@@ -250,7 +273,9 @@ export class DynamoLedger implements Ledger {
           TableName: this.table,
           Key: snapKey(sourceSnapshotId),
           UpdateExpression:
-            kmsKeyId === undefined ? "SET copySnapshotId = :copy" : "SET copySnapshotId = :copy, kmsKeyId = :key",
+            kmsKeyId === undefined
+              ? "SET copySnapshotId = :copy"
+              : "SET copySnapshotId = :copy, kmsKeyId = :key",
           ConditionExpression: "#status = :copying AND attribute_not_exists(copySnapshotId)",
           ExpressionAttributeNames: { "#status": "status" },
           ExpressionAttributeValues: {
@@ -326,7 +351,7 @@ export class DynamoLedger implements Ledger {
     copy: { copySnapshotId: string; completedAt: string; incremental?: boolean },
   ): Promise<boolean> {
     const record = await this.get(sourceSnapshotId);
-    if (!record || record.status !== "copying") return false;
+    if (record?.status !== "copying") return false;
     return this.leaveCopying(record, {
       expression:
         "SET #status = :completed, copySnapshotId = :copy, completedAt = :at, gsi1pk = :settled" +
@@ -344,13 +369,19 @@ export class DynamoLedger implements Ledger {
 
   async release(sourceSnapshotId: string, outcome: ReleaseOutcome): Promise<boolean> {
     const record = await this.get(sourceSnapshotId);
-    if (!record || record.status !== "copying") return false;
-    const counter = outcome.count === "none" ? "" : `, ${outcome.count} = if_not_exists(${outcome.count}, :zero) + :one`;
+    if (record?.status !== "copying") return false;
+    const counter =
+      outcome.count === "none" ? "" : `, ${outcome.count} = if_not_exists(${outcome.count}, :zero) + :one`;
     const counterValues = outcome.count === "none" ? {} : { ":zero": 0, ":one": 1 };
     if (outcome.status === "waiting") {
       return this.leaveCopying(record, {
         expression: `SET #status = :waiting, notBefore = :nb, reason = :reason${counter} REMOVE copySnapshotId, admittedAt`,
-        values: { ":waiting": "waiting", ":nb": outcome.notBefore, ":reason": outcome.reason, ...counterValues },
+        values: {
+          ":waiting": "waiting",
+          ":nb": outcome.notBefore,
+          ":reason": outcome.reason,
+          ...counterValues,
+        },
       });
     }
     return this.leaveCopying(record, {
@@ -380,7 +411,8 @@ export class DynamoLedger implements Ledger {
               Update: {
                 TableName: this.table,
                 Key: snapKey(sourceSnapshotId),
-                UpdateExpression: "SET #status = :superseded, reason = :reason, gsi1pk = :settled REMOVE notBefore",
+                UpdateExpression:
+                  "SET #status = :superseded, reason = :reason, gsi1pk = :settled REMOVE notBefore",
                 ConditionExpression: "#status = :waiting",
                 ExpressionAttributeNames: { "#status": "status" },
                 ExpressionAttributeValues: {

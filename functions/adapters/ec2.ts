@@ -1,4 +1,9 @@
-import { CopySnapshotCommand, DescribeSnapshotsCommand, type EC2Client, type Snapshot } from "@aws-sdk/client-ec2";
+import {
+  CopySnapshotCommand,
+  DescribeSnapshotsCommand,
+  type EC2Client,
+  type Snapshot,
+} from "@aws-sdk/client-ec2";
 import { classifyAwsError } from "../core/errors.js";
 import { SOURCE_SNAPSHOT_TAG, type SourceSnapshot, type Tags } from "../core/model.js";
 import type { CopyRequest, CopyState, SnapshotCopier, SourceSnapshots } from "../core/ports.js";
@@ -63,7 +68,11 @@ export class Ec2SourceSnapshots implements SourceSnapshots {
 function copyState(s: Snapshot): CopyState | undefined {
   if (!s.SnapshotId) return undefined;
   const state = s.State === "completed" ? "completed" : s.State === "error" ? "error" : "pending";
-  const c: CopyState = { copySnapshotId: s.SnapshotId, sourceSnapshotId: tagsOf(s)[SOURCE_SNAPSHOT_TAG], state };
+  const c: CopyState = {
+    copySnapshotId: s.SnapshotId,
+    sourceSnapshotId: tagsOf(s)[SOURCE_SNAPSHOT_TAG],
+    state,
+  };
   if (s.StateMessage) c.stateMessage = s.StateMessage;
   if (s.StartTime) c.startTime = s.StartTime.toISOString();
   return c;
@@ -84,10 +93,15 @@ export class Ec2SnapshotCopier implements SnapshotCopier {
           SourceSnapshotId: req.sourceSnapshotId,
           Description: req.description.slice(0, 255),
           TagSpecifications: [
-            { ResourceType: "snapshot", Tags: Object.entries(req.tags).map(([Key, Value]) => ({ Key, Value })) },
+            {
+              ResourceType: "snapshot",
+              Tags: Object.entries(req.tags).map(([Key, Value]) => ({ Key, Value })),
+            },
           ],
           ...(req.kmsKeyId ? { Encrypted: true, KmsKeyId: req.kmsKeyId } : {}),
-          ...(req.completionDurationMinutes ? { CompletionDurationMinutes: req.completionDurationMinutes } : {}),
+          ...(req.completionDurationMinutes
+            ? { CompletionDurationMinutes: req.completionDurationMinutes }
+            : {}),
         }),
       );
       if (!out.SnapshotId) throw new Error("CopySnapshot returned no SnapshotId");

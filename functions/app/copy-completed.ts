@@ -64,7 +64,11 @@ export async function processCopyMessages(
 
 export function makeCopyCompletedHandler(rt: Runtime) {
   return middy(async (event: SQSEvent, context: Context): Promise<SQSBatchResponse> => {
-    const { outcomes, admit } = await processCopyMessages(rt, event.Records, accountOf(context.invokedFunctionArn));
+    const { outcomes, admit } = await processCopyMessages(
+      rt,
+      event.Records,
+      accountOf(context.invokedFunctionArn),
+    );
     if (admit) publishAdmit(rt.metrics, admit);
     return toBatchResponse(outcomes);
   })

@@ -53,6 +53,10 @@ export function publishCopyOutcome(metrics: Metrics, o: CopyEventOutcome): void 
 
 export function publishSweep(metrics: Metrics, r: SweepReport): void {
   metrics.addMetric(METRIC.copiesStuck, MetricUnit.Count, r.stuck.length);
-  metrics.addMetric(METRIC.settledWithoutEvent, MetricUnit.Count, r.completedWithoutEvent + r.failedWithoutEvent);
+  metrics.addMetric(
+    METRIC.settledWithoutEvent,
+    MetricUnit.Count,
+    r.completedWithoutEvent + r.failedWithoutEvent,
+  );
   publishAdmit(metrics, r.admit);
 }

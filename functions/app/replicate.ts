@@ -49,14 +49,23 @@ export async function processSnapshotMessages(
               ...(s.volumeId ? { volumeId: s.volumeId } : {}),
             });
         }
-        if (!keysOf.has(messageId)) outcomes.set(messageId, { messageId, outcome: "recorded", reason: "failures only" });
+        if (!keysOf.has(messageId))
+          outcomes.set(messageId, { messageId, outcome: "recorded", reason: "failures only" });
       } else if (ev.kind === "snapshot-failed") {
         const o = await plane.recordSourceFailure(ev);
-        outcomes.set(messageId, { messageId, outcome: o.status === "retry" ? "retry" : o.status, ...reasonOf(o) });
+        outcomes.set(messageId, {
+          messageId,
+          outcome: o.status === "retry" ? "retry" : o.status,
+          ...reasonOf(o),
+        });
       } else if (ev.kind === "ignored") {
         outcomes.set(messageId, { messageId, outcome: "ignored", reason: ev.reason });
       } else {
-        outcomes.set(messageId, { messageId, outcome: "ignored", reason: `${ev.kind} belongs on the copy-events queue` });
+        outcomes.set(messageId, {
+          messageId,
+          outcome: "ignored",
+          reason: `${ev.kind} belongs on the copy-events queue`,
+        });
       }
     } catch (err) {
       outcomes.set(messageId, { messageId, outcome: "retry", reason: errorMessage(err) });
@@ -74,8 +83,10 @@ export async function processSnapshotMessages(
   const list = [...outcomes.values()];
   for (const o of list) {
     if (o.outcome === "invalid") logger.error("event rejected", { messageId: o.messageId, reason: o.reason });
-    else if (o.outcome === "ignored") logger.info("event ignored", { messageId: o.messageId, reason: o.reason });
-    else if (o.outcome === "retry") logger.warn("event will be retried", { messageId: o.messageId, reason: o.reason });
+    else if (o.outcome === "ignored")
+      logger.info("event ignored", { messageId: o.messageId, reason: o.reason });
+    else if (o.outcome === "retry")
+      logger.warn("event will be retried", { messageId: o.messageId, reason: o.reason });
   }
   // The snapshots are durable now; if admitting fails the sweep admits them, so no message fails for it.
   if (!list.some((o) => o.outcome === "recorded")) return { outcomes: list };
@@ -93,7 +104,11 @@ function reasonOf(o: IngestOutcome): { reason?: string } {
 
 export function makeReplicateHandler(rt: Runtime) {
   return middy(async (event: SQSEvent, context: Context): Promise<SQSBatchResponse> => {
-    const { outcomes, admit } = await processSnapshotMessages(rt, event.Records, accountOf(context.invokedFunctionArn));
+    const { outcomes, admit } = await processSnapshotMessages(
+      rt,
+      event.Records,
+      accountOf(context.invokedFunctionArn),
+    );
     const count = (k: MessageOutcome["outcome"]) => outcomes.filter((o) => o.outcome === k).length;
     rt.metrics.addMetric(METRIC.snapshotsRecorded, MetricUnit.Count, count("recorded"));
     rt.metrics.addMetric(METRIC.snapshotsSkipped, MetricUnit.Count, count("skipped"));

@@ -1,13 +1,13 @@
+import { Logger } from "@aws-lambda-powertools/logger";
+import { Metrics } from "@aws-lambda-powertools/metrics";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { EC2Client, type EC2ClientConfig } from "@aws-sdk/client-ec2";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
-import { Logger } from "@aws-lambda-powertools/logger";
-import { Metrics } from "@aws-lambda-powertools/metrics";
+import { DynamoLedger } from "../adapters/dynamo-ledger.js";
+import { type Ec2ClientFor, Ec2SnapshotCopier, Ec2SourceSnapshots } from "../adapters/ec2.js";
 import { loadConfig, type ReplicationConfig } from "../core/config.js";
 import { type PlaneDeps, ReplicationPlane } from "../core/plane.js";
 import type { Clock } from "../core/ports.js";
-import { DynamoLedger } from "../adapters/dynamo-ledger.js";
-import { type Ec2ClientFor, Ec2SnapshotCopier, Ec2SourceSnapshots } from "../adapters/ec2.js";
 
 /** Everything a handler needs, built once per container (cold start) and reused. */
 export interface Runtime {

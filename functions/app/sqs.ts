@@ -1,6 +1,6 @@
 import type { SQSBatchResponse, SQSRecord } from "aws-lambda";
-import { classifyEvent } from "../core/events.js";
 import { errorMessage } from "../core/errors.js";
+import { classifyEvent } from "../core/events.js";
 import type { ClassifiedEvent } from "../core/model.js";
 
 /** What became of one SQS message. `retry` and `invalid` are reported as batch item failures. */
@@ -25,11 +25,17 @@ export function parseMessage(record: SQSRecord, account: string | undefined): Pa
   }
   try {
     const event = classifyEvent(body);
-    const from = typeof body === "object" && body !== null ? (body as { account?: unknown }).account : undefined;
+    const from =
+      typeof body === "object" && body !== null ? (body as { account?: unknown }).account : undefined;
     if (account && typeof from === "string" && from !== account) {
       return {
         messageId: record.messageId,
-        event: { kind: "ignored", reason: `event from foreign account ${from}`, snapshotId: null, region: null },
+        event: {
+          kind: "ignored",
+          reason: `event from foreign account ${from}`,
+          snapshotId: null,
+          region: null,
+        },
       };
     }
     return { messageId: record.messageId, event };

@@ -10,7 +10,10 @@ export function makeSweepHandler(rt: Runtime) {
   return middy(async (): Promise<SweepReport> => {
     const report = await rt.plane.sweep();
     publishSweep(rt.metrics, report);
-    rt.logger.info("sweep done", { ...report, admit: { ...report.admit, admitted: report.admit.admitted.length } });
+    rt.logger.info("sweep done", {
+      ...report,
+      admit: { ...report.admit, admitted: report.admit.admitted.length },
+    });
     return report;
   })
     .use(injectLambdaContext(rt.logger))

@@ -2,10 +2,10 @@ import type { ReplicationConfig } from "./config.js";
 import { classifyAwsError, RetryableError } from "./errors.js";
 import {
   type ClassifiedEvent,
+  type SnapshotRecord,
   SOURCE_REGION_TAG,
   SOURCE_SNAPSHOT_TAG,
   SOURCE_VOLUME_TAG,
-  type SnapshotRecord,
   type SourceSnapshot,
   type Tags,
   VELERO_BACKUP_TAG,
@@ -47,7 +47,13 @@ export interface AdmitReport {
 }
 
 export type CopyEventOutcome =
-  | { status: "completed"; record: SnapshotRecord; copySnapshotId: string; lagSeconds: number; incremental?: boolean }
+  | {
+      status: "completed";
+      record: SnapshotRecord;
+      copySnapshotId: string;
+      lagSeconds: number;
+      incremental?: boolean;
+    }
   | { status: "retrying" | "failed"; record: SnapshotRecord; reason: string }
   | { status: "flagged"; record: SnapshotRecord }
   | { status: "ignored"; reason: string };
@@ -132,12 +138,15 @@ export class ReplicationPlane {
    * whole batch; a snapshot that cannot be read yet is retried, one that is not Velero's skipped.
    */
   async ingest(requests: readonly IngestRequest[]): Promise<Map<string, IngestOutcome>> {
-    const { sources, ledger, log } = this.deps;
+    const { sources, log } = this.deps;
     const outcomes = new Map<string, IngestOutcome>();
     const byRegion = new Map<string, IngestRequest[]>();
     for (const r of requests) {
       if (!this.config.sourceRegions.includes(r.region)) {
-        outcomes.set(r.key, { status: "skipped", reason: `region ${r.region} is not a configured source region` });
+        outcomes.set(r.key, {
+          status: "skipped",
+          reason: `region ${r.region} is not a configured source region`,
+        });
         continue;
       }
       byRegion.set(r.region, [...(byRegion.get(r.region) ?? []), r]);
@@ -167,10 +176,13 @@ export class ReplicationPlane {
     const why = ineligibility(s.tags, this.config);
     if (why) return { status: "skipped", reason: why };
     if (s.state === "error") {
-      const status = await this.deps.ledger.recordSourceFailure(toRecord(s, "failed", "source snapshot in error state"));
+      const status = await this.deps.ledger.recordSourceFailure(
+        toRecord(s, "failed", "source snapshot in error state"),
+      );
       return { status: status, backup: s.tags[VELERO_BACKUP_TAG] ?? "" };
     }
-    if (s.state !== "completed") return { status: "retry", reason: `snapshot ${s.snapshotId} is still ${s.state}` };
+    if (s.state !== "completed")
+      return { status: "retry", reason: `snapshot ${s.snapshotId} is still ${s.state}` };
     try {
       const status = await this.deps.ledger.recordSource(toRecord(s, "waiting"));
       return { status, backup: s.tags[VELERO_BACKUP_TAG] ?? "" };
@@ -180,7 +192,9 @@ export class ReplicationPlane {
   }
 
   /** Records a snapshot that failed in its region (from its createSnapshot event). Never copied. */
-  async recordSourceFailure(ev: Extract<ClassifiedEvent, { kind: "snapshot-failed" }>): Promise<IngestOutcome> {
+  async recordSourceFailure(
+    ev: Extract<ClassifiedEvent, { kind: "snapshot-failed" }>,
+  ): Promise<IngestOutcome> {
     const [s] = await this.deps.sources.describe(ev.region, [ev.snapshotId]).catch(() => []);
     const tags = s?.tags ?? {};
     const why = ineligibility(tags, this.config);
@@ -268,12 +282,23 @@ export class ReplicationPlane {
             count: "throttles",
           });
           report.throttled++;
-          log.warn("copy throttled, backing off", { sourceSnapshotId: record.sourceSnapshotId, notBefore, code: e.code });
+          log.warn("copy throttled, backing off", {
+            sourceSnapshotId: record.sourceSnapshotId,
+            notBefore,
+            code: e.code,
+          });
           break; // the API or the copy quota said "slow down": stop admitting for this round
         }
-        await ledger.release(record.sourceSnapshotId, { status: "failed", reason: e.message, count: "attempts" });
+        await ledger.release(record.sourceSnapshotId, {
+          status: "failed",
+          reason: e.message,
+          count: "attempts",
+        });
         report.failed++;
-        log.error("copy request failed for good", { sourceSnapshotId: record.sourceSnapshotId, error: e.message });
+        log.error("copy request failed for good", {
+          sourceSnapshotId: record.sourceSnapshotId,
+          error: e.message,
+        });
       }
     }
     return report;
@@ -292,14 +317,20 @@ export class ReplicationPlane {
     const record = await ledger.get(sourceId);
     if (!record) return { status: "ignored", reason: `source snapshot ${sourceId} is not in the ledger` };
     if (record.copySnapshotId && record.copySnapshotId !== ev.snapshotId) {
-      return { status: "ignored", reason: `copy ${ev.snapshotId} is not ours (ours is ${record.copySnapshotId})` };
+      return {
+        status: "ignored",
+        reason: `copy ${ev.snapshotId} is not ours (ours is ${record.copySnapshotId})`,
+      };
     }
     if (record.status !== "copying") {
       return { status: "ignored", reason: `already ${record.status} (duplicate or late event)` };
     }
     if (ev.kind === "copy-missed-deadline") {
       await ledger.flag(sourceId, "missedDeadline");
-      log.warn("time-based copy missed its completion duration", { sourceSnapshotId: sourceId, copy: ev.snapshotId });
+      log.warn("time-based copy missed its completion duration", {
+        sourceSnapshotId: sourceId,
+        copy: ev.snapshotId,
+      });
       return { status: "flagged", record };
     }
     if (ev.kind === "snapshot-copied") {
@@ -328,7 +359,13 @@ export class ReplicationPlane {
     const attempts = record.attempts + 1;
     if (attempts >= this.config.maxCopyAttempts) {
       const final = `${reason} (attempt ${attempts} of ${this.config.maxCopyAttempts}, giving up)`;
-      if (!(await ledger.release(record.sourceSnapshotId, { status: "failed", reason: final, count: "attempts" }))) {
+      if (
+        !(await ledger.release(record.sourceSnapshotId, {
+          status: "failed",
+          reason: final,
+          count: "attempts",
+        }))
+      ) {
         return { status: "ignored", reason: "lost a race with another delivery" };
       }
       log.error("copy failed for good", { sourceSnapshotId: record.sourceSnapshotId, reason: final });
@@ -376,7 +413,10 @@ export class ReplicationPlane {
     }
     const withId = copying.filter((r) => r.copySnapshotId);
     const states = new Map(
-      (await copier.describeCopies(withId.map((r) => r.copySnapshotId ?? ""))).map((c) => [c.copySnapshotId, c]),
+      (await copier.describeCopies(withId.map((r) => r.copySnapshotId ?? ""))).map((c) => [
+        c.copySnapshotId,
+        c,
+      ]),
     );
     for (const r of withId) {
       const c = states.get(r.copySnapshotId ?? "");
@@ -409,7 +449,12 @@ export class ReplicationPlane {
     const base = { snapshotId: c.copySnapshotId, region: this.config.failoverRegion };
     const source = { sourceSnapshotId: r.sourceSnapshotId, sourceRegion: r.sourceRegion };
     if (c.state === "completed") {
-      const o = await this.onCopyEvent({ kind: "snapshot-copied", ...base, ...source, endTime: now.toISOString() });
+      const o = await this.onCopyEvent({
+        kind: "snapshot-copied",
+        ...base,
+        ...source,
+        endTime: now.toISOString(),
+      });
       if (o.status === "completed") report.completedWithoutEvent++;
     } else if (c.state === "error") {
       const o = await this.onCopyEvent({
@@ -419,7 +464,10 @@ export class ReplicationPlane {
         cause: c.stateMessage ?? "copy in error state",
       });
       if (o.status === "retrying" || o.status === "failed") report.failedWithoutEvent++;
-    } else if (r.admittedAt && now.getTime() - Date.parse(r.admittedAt) > this.config.stuckAfterMinutes * 60_000) {
+    } else if (
+      r.admittedAt &&
+      now.getTime() - Date.parse(r.admittedAt) > this.config.stuckAfterMinutes * 60_000
+    ) {
       report.stuck.push(r.sourceSnapshotId);
       if (!r.stuck) {
         await this.deps.ledger.flag(r.sourceSnapshotId, "stuck");
@@ -442,4 +490,3 @@ export class ReplicationPlane {
     });
   }
 }
-

@@ -48,7 +48,11 @@ export interface Ledger {
     now: Date,
   ): Promise<{ kmsKeyId: string | undefined } | false>;
   /** Notes the copy's id once CopySnapshot answered (only while copying without a copy id). */
-  noteCopyStarted(sourceSnapshotId: string, copySnapshotId: string, kmsKeyId: string | undefined): Promise<boolean>;
+  noteCopyStarted(
+    sourceSnapshotId: string,
+    copySnapshotId: string,
+    kmsKeyId: string | undefined,
+  ): Promise<boolean>;
   /** copying -> completed; frees the slot and the lock. False if it was not copying (duplicate event). */
   complete(
     sourceSnapshotId: string,

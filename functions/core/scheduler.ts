@@ -44,7 +44,9 @@ interface BackupGroup {
 
 /** Backups of one schedule form one group; each unscheduled backup is its own group. */
 function groupKey(r: SnapshotRecord): string {
-  return r.schedule === undefined ? `backup\u0000${r.backup}` : `schedule\u0000${r.sourceRegion}\u0000${r.schedule}`;
+  return r.schedule === undefined
+    ? `backup\u0000${r.backup}`
+    : `schedule\u0000${r.sourceRegion}\u0000${r.schedule}`;
 }
 
 function byTimeThenName(a: BackupGroup, b: BackupGroup): number {
@@ -63,8 +65,8 @@ export function plan(input: PlanInput): Plan {
       busyVolumes.add(r.volumeId);
     }
     const key = groupKey(r);
-    let backups = groups.get(key);
-    if (!backups) groups.set(key, (backups = new Map()));
+    const backups = groups.get(key) ?? new Map<string, BackupGroup>();
+    groups.set(key, backups);
     const g = backups.get(r.backup);
     if (g) {
       g.records.push(r);

@@ -22,7 +22,22 @@ export function freePort(): Promise<number> {
 }
 
 /**
- * Starts `moto_server` on a free loopback port and waits until it answers.
+ * moto_server, but serving one request at a time. Stock moto_server is threaded, and its DynamoDB
+ * transactions are not atomic across threads: a cancelled transaction restores a deep copy of the
+ * whole table taken when it began, erasing writes other threads made meanwhile (seen here as a
+ * drifting counter and a duplicate copy under 14 concurrent invocations). Real DynamoDB serialises
+ * conflicting writes, so a serial emulator is the faithful one. Same CLI and flags as moto_server.
+ */
+const SERIAL_MOTO = [
+  "import sys, werkzeug.serving as s",
+  "run = s.run_simple",
+  "s.run_simple = lambda *a, **k: run(*a, **{**k, 'threaded': False})",
+  "from moto.server import main",
+  "sys.exit(main(sys.argv[1:]))",
+].join("\n");
+
+/**
+ * Starts the emulator on a free loopback port and waits until it answers.
  * MOTO_EC2_LOAD_DEFAULT_AMIS=false keeps each region free of ~1,200 AMI snapshots, which would
  * otherwise slow DescribeSnapshots down about sixty-fold.
  */
@@ -31,12 +46,12 @@ export async function startMoto(options: { timeoutMs?: number } = {}): Promise<M
   const endpoint = `http://127.0.0.1:${port}`;
   let proc: ChildProcess;
   try {
-    proc = spawn("moto_server", ["-H", "127.0.0.1", "-p", String(port)], {
+    proc = spawn(process.env.MOTO_PYTHON ?? "python3", ["-c", SERIAL_MOTO, "-H", "127.0.0.1", "-p", String(port)], {
       env: { ...process.env, MOTO_EC2_LOAD_DEFAULT_AMIS: "false" },
       stdio: ["ignore", "ignore", "pipe"],
     });
   } catch (err) {
-    throw new Error(`cannot start moto_server (is it installed? pip install 'moto[server]'): ${String(err)}`);
+    throw new Error(`cannot start the emulator (python3 with moto[server] 5 is needed): ${String(err)}`);
   }
   let stderr = "";
   proc.stderr?.on("data", (d: Buffer) => {
@@ -45,7 +60,7 @@ export async function startMoto(options: { timeoutMs?: number } = {}): Promise<M
   const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
   const spawnError = new Promise<never>((_, reject) =>
     proc.once("error", (err) =>
-      reject(new Error(`cannot start moto_server (is it installed and on PATH?): ${err.message}`)),
+      reject(new Error(`cannot start the emulator (python3 with moto[server] 5 is needed): ${err.message}`)),
     ),
   );
   const deadline = Date.now() + (options.timeoutMs ?? 30_000);

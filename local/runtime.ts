@@ -56,6 +56,9 @@ export interface Copy {
   startTime: string;
   /** When the simulated copy completed (set on release or after the delay). */
   endTime?: string;
+  /** Order of start and completion among all copy starts and completions (for overlap checks). */
+  startSeq: number;
+  endSeq?: number;
 }
 
 /**
@@ -69,6 +72,7 @@ export class EbsEventEmitter {
   readonly held: Copy[] = [];
   private pending = 0;
   private timers = 0;
+  private seq = 0;
   maxPending = 0;
 
   constructor(
@@ -96,6 +100,7 @@ export class EbsEventEmitter {
               sourceSnapshotId: String(input.SourceSnapshotId),
               sourceRegion: String(input.SourceRegion),
               startTime: new Date().toISOString(),
+              startSeq: ++this.seq,
             });
           }
         }
@@ -165,15 +170,22 @@ export class EbsEventEmitter {
     options: { result?: "succeeded" | "failed"; emit?: boolean } = {},
   ): Promise<Copy[]> {
     const batch = this.held.splice(0, Math.min(n, this.held.length));
-    if (options.emit === false) this.pending -= batch.length;
+    if (options.emit === false) this.finish(batch);
     else await this.complete(batch, options.result);
     return batch;
   }
 
+  private finish(copies: readonly Copy[]): void {
+    this.pending -= copies.length;
+    for (const c of copies) {
+      c.endTime = new Date().toISOString();
+      c.endSeq = ++this.seq;
+    }
+  }
+
   /** Emits the copySnapshot events AWS would for these copies. */
   async complete(copies: readonly Copy[], result: "succeeded" | "failed" = "succeeded"): Promise<void> {
-    this.pending -= copies.length;
-    for (const c of copies) c.endTime = new Date().toISOString();
+    this.finish(copies);
     const entries = copies.map((c) => this.copyEvent(c, result));
     await putEvents(this.events, entries);
   }
@@ -331,6 +343,7 @@ export class LocalPlane {
     readonly clients: { events: EventBridgeClient; sqs: SQSClient; dynamo: DynamoDBClient },
     readonly resources: LocalPlaneResources,
     readonly emitter: EbsEventEmitter,
+    readonly handlers: { replicate: SqsHandler; copyCompleted: SqsHandler },
     readonly mappings: { replicate: EventSourceMapping; copyCompleted: EventSourceMapping },
     readonly sweepHandler: () => Promise<SweepReport>,
     private readonly concurrency: number,
@@ -373,25 +386,27 @@ export class LocalPlane {
       ...(o.random ? { random: o.random } : {}),
     });
     const sweep = makeSweepHandler(rt);
+    const handlers = { replicate: makeReplicateHandler(rt), copyCompleted: makeCopyCompletedHandler(rt) };
     return new LocalPlane(
       rt,
       { events, sqs, dynamo },
       resources,
       emitter,
+      handlers,
       {
         replicate: new EventSourceMapping(
           sqs,
           resources.snapshotQueue,
           "replicate",
           failoverRegion,
-          makeReplicateHandler(rt),
+          handlers.replicate,
         ),
         copyCompleted: new EventSourceMapping(
           sqs,
           resources.copyQueue,
           "copy-completed",
           failoverRegion,
-          makeCopyCompletedHandler(rt),
+          handlers.copyCompleted,
         ),
       },
       () => sweep(undefined, lambdaContext("sweep", failoverRegion)),
@@ -428,4 +443,68 @@ export class LocalPlane {
   sweep(): Promise<SweepReport> {
     return this.sweepHandler();
   }
+
+  /**
+   * Drains, then sweeps, until the sweep admits nothing more and nothing is in flight (held copies
+   * excepted). `between` runs before each sweep (tests advance their fake clock there).
+   */
+  async settle(between: () => void = () => {}, maxRounds = 100): Promise<SweepReport> {
+    for (let round = 0; round < maxRounds; round++) {
+      await this.drain();
+      between();
+      const report = await this.sweep();
+      if (report.admit.admitted.length === 0 && report.admit.waiting === 0 && this.emitter.held.length === 0) {
+        await this.drain();
+        return report;
+      }
+      if (report.admit.admitted.length === 0 && this.emitter.held.length > 0) return report;
+    }
+    throw new Error(`local plane did not settle within ${maxRounds} rounds`);
+  }
+
+  /** Invokes the replicate handler directly with these message bodies (one SQS batch). */
+  invokeReplicate(bodies: readonly string[]): Promise<SQSBatchResponse> {
+    return this.handlers.replicate(
+      sqsEvent(bodies, this.resources.snapshotQueue.arn, this.rt.config.failoverRegion),
+      lambdaContext("replicate", this.rt.config.failoverRegion),
+    );
+  }
+}
+
+/** An SQS event as Lambda's event source mapping delivers it. */
+export function sqsEvent(bodies: readonly string[], queueArn: string, region: string): SQSEvent {
+  const now = String(Date.now());
+  return {
+    Records: bodies.map((body) => ({
+      messageId: randomUUID(),
+      receiptHandle: randomUUID(),
+      body,
+      attributes: {
+        ApproximateReceiveCount: "1",
+        SentTimestamp: now,
+        SenderId: "events.amazonaws.com",
+        ApproximateFirstReceiveTimestamp: now,
+      },
+      messageAttributes: {},
+      md5OfBody: "",
+      eventSource: "aws:sqs",
+      eventSourceARN: queueArn,
+      awsRegion: region,
+    })),
+  };
+}
+
+/** The EventBridge event a PutEvents entry becomes (what a rule delivers to SQS). */
+export function asEvent(entry: PutEventsRequestEntry, region: string): Record<string, unknown> {
+  return {
+    version: "0",
+    id: randomUUID(),
+    "detail-type": entry.DetailType,
+    source: entry.Source,
+    account: LOCAL_ACCOUNT,
+    time: new Date().toISOString(),
+    region,
+    resources: entry.Resources ?? [],
+    detail: JSON.parse(entry.Detail ?? "{}"),
+  };
 }

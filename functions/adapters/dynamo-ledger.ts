@@ -3,9 +3,9 @@ import {
   BatchGetCommand,
   type DynamoDBDocumentClient,
   GetCommand,
+  PutCommand,
   paginateQuery,
   TransactWriteCommand,
-  type TransactWriteCommandInput,
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
 import type { SnapshotRecord, SnapshotStatus } from "../core/model.js";
@@ -106,39 +106,17 @@ export class DynamoLedger implements Ledger {
     return this.putNew(record);
   }
 
-  /** Puts a new snapshot record and upserts its backup, unless the snapshot is already known. */
+  /**
+   * Puts a new snapshot record unless the snapshot is already known. The backup's own item is
+   * written only when one of its copies is admitted (its `started` flag is all the scheduler needs).
+   */
   private async putNew(record: SnapshotRecord): Promise<RecordResult> {
-    const backup: TransactWriteCommandInput["TransactItems"] = [
-      {
-        Update: {
-          TableName: this.table,
-          Key: backupKey(record.backup),
-          UpdateExpression:
-            "SET #name = if_not_exists(#name, :name), sourceRegion = if_not_exists(sourceRegion, :region), firstSnapshotAt = if_not_exists(firstSnapshotAt, :t)" +
-            (record.schedule ? ", schedule = if_not_exists(schedule, :schedule)" : ""),
-          ExpressionAttributeNames: { "#name": "name" },
-          ExpressionAttributeValues: {
-            ":name": record.backup,
-            ":region": record.sourceRegion,
-            ":t": record.startTime,
-            ...(record.schedule ? { ":schedule": record.schedule } : {}),
-          },
-        },
-      },
-    ];
     try {
       await this.db.send(
-        new TransactWriteCommand({
-          TransactItems: [
-            {
-              Put: {
-                TableName: this.table,
-                Item: toItem(record),
-                ConditionExpression: "attribute_not_exists(pk)",
-              },
-            },
-            ...(backup ?? []),
-          ],
+        new PutCommand({
+          TableName: this.table,
+          Item: toItem(record),
+          ConditionExpression: "attribute_not_exists(pk)",
         }),
       );
       return "recorded";
@@ -246,8 +224,13 @@ export class DynamoLedger implements Ledger {
               Update: {
                 TableName: this.table,
                 Key: backupKey(record.backup),
-                UpdateExpression: "SET started = :true",
-                ExpressionAttributeValues: { ":true": true },
+                UpdateExpression: "SET started = :true, #name = :backup, schedule = :schedule",
+                ExpressionAttributeNames: { "#name": "name" },
+                ExpressionAttributeValues: {
+                  ":true": true,
+                  ":backup": record.backup,
+                  ":schedule": record.schedule ?? "",
+                },
               },
             },
           ],

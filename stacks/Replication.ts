@@ -1,0 +1,455 @@
+import { Arn, ArnFormat, Duration, RemovalPolicy, type Stack } from "aws-cdk-lib";
+import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
+import { SnsAction } from "aws-cdk-lib/aws-cloudwatch-actions";
+import * as dynamodb from "aws-cdk-lib/aws-dynamodb";
+import * as events from "aws-cdk-lib/aws-events";
+import * as targets from "aws-cdk-lib/aws-events-targets";
+import * as iam from "aws-cdk-lib/aws-iam";
+import * as kms from "aws-cdk-lib/aws-kms";
+import { SqsEventSource } from "aws-cdk-lib/aws-lambda-event-sources";
+import * as logs from "aws-cdk-lib/aws-logs";
+import * as sns from "aws-cdk-lib/aws-sns";
+import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
+import * as sqs from "aws-cdk-lib/aws-sqs";
+import { type FunctionProps, Function as SstFunction, type StackContext } from "sst/constructs";
+import { configToEnv } from "../functions/core/config.js";
+import { SOURCE_SNAPSHOT_TAG } from "../functions/core/model.js";
+import { COPY_EVENT_PATTERNS, SNAPSHOT_EVENT_PATTERNS } from "../functions/core/patterns.js";
+import { functionDefaults, HANDLERS } from "./functions.js";
+import { toEventPattern } from "./patterns.js";
+import { busName, forwardRuleName, isProtectedStage, type Settings, settingsFromEnv } from "./settings.js";
+import { removeIdleCustomResourceHandler } from "./sst-internals.js";
+
+/** Ledger index of open work by status (the sweep and the scheduler query it). */
+export const STATUS_INDEX = "byStatus";
+export const METRICS_NAMESPACE = "VeleroDR";
+export const SERVICE_NAME = "velero-dr";
+
+/** Function timeouts; each SQS queue's visibility timeout is 6x its consumer's (AWS guidance). */
+const QUEUE_CONSUMER_TIMEOUT = Duration.seconds(60);
+const SWEEP_TIMEOUT = Duration.seconds(120);
+/** The oldest message waiting longer than this means the consumer is stuck or failing. */
+const QUEUE_AGE_ALARM_SECONDS = 900;
+
+/**
+ * The replication plane, in the failover region: the bus the source regions forward to, the two
+ * event queues and their consumers, the reconciliation sweep, the ledger, and the alarms.
+ */
+export function Replication({ stack }: StackContext) {
+  const settings = settingsFromEnv(process.env);
+  const { config } = settings;
+  const isProtected = isProtectedStage(stack.stage);
+  const statefulRemoval = isProtected ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY;
+
+  // --- Ledger -------------------------------------------------------------------------------
+  const table = new dynamodb.Table(stack, "Ledger", {
+    partitionKey: { name: "pk", type: dynamodb.AttributeType.STRING },
+    sortKey: { name: "sk", type: dynamodb.AttributeType.STRING },
+    billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+    pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+    timeToLiveAttribute: "expiresAt",
+    deletionProtection: isProtected,
+    removalPolicy: statefulRemoval,
+  });
+  table.addGlobalSecondaryIndex({
+    indexName: STATUS_INDEX,
+    partitionKey: { name: "gsi1pk", type: dynamodb.AttributeType.STRING },
+    sortKey: { name: "gsi1sk", type: dynamodb.AttributeType.STRING },
+    projectionType: dynamodb.ProjectionType.ALL,
+  });
+
+  // --- Alerts ---------------------------------------------------------------------------------
+  // Encrypted with a key of our own: CloudWatch cannot publish to a topic under the AWS managed
+  // aws/sns key, whose policy cannot admit cloudwatch.amazonaws.com. Both grants are limited to
+  // this stack's alarms (by name prefix) in this account.
+  // https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services
+  const prefix = alarmPrefix(stack.stage);
+  const fromOurAlarms = {
+    StringEquals: { "aws:SourceAccount": stack.account },
+    ArnLike: {
+      "aws:SourceArn": Arn.format(
+        {
+          service: "cloudwatch",
+          resource: "alarm",
+          resourceName: `${prefix}*`,
+          arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+        },
+        stack,
+      ),
+    },
+  };
+  const alertsKey = new kms.Key(stack, "AlertsKey", {
+    description: `Velero DR ${stack.stage}: alerts topic encryption`,
+    enableKeyRotation: true,
+    removalPolicy: statefulRemoval,
+    pendingWindow: Duration.days(7),
+  });
+  alertsKey.addToResourcePolicy(
+    new iam.PolicyStatement({
+      sid: "AllowOurAlarmsToPublish",
+      principals: [new iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+      actions: ["kms:Decrypt", "kms:GenerateDataKey*"],
+      resources: ["*"], // in a key policy, "*" is this key
+      conditions: fromOurAlarms,
+    }),
+  );
+  const alerts = new sns.Topic(stack, "Alerts", {
+    displayName: `Velero DR ${stack.stage}`,
+    masterKey: alertsKey,
+    enforceSSL: true,
+  });
+  // The topic policy CDK writes (for enforceSSL) replaces SNS's default one, so CloudWatch is
+  // admitted explicitly.
+  alerts.addToResourcePolicy(
+    new iam.PolicyStatement({
+      sid: "AllowOurAlarmsToPublish",
+      principals: [new iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+      actions: ["sns:Publish"],
+      resources: [alerts.topicArn],
+      conditions: fromOurAlarms,
+    }),
+  );
+  if (settings.alertEmail) alerts.addSubscription(new subscriptions.EmailSubscription(settings.alertEmail));
+  const alarmAction = new SnsAction(alerts);
+
+  // --- Queues ---------------------------------------------------------------------------------
+  const snapshotEvents = queueWithDlq(stack, "SnapshotEvents", QUEUE_CONSUMER_TIMEOUT);
+  const copyEvents = queueWithDlq(stack, "CopyEvents", QUEUE_CONSUMER_TIMEOUT);
+  for (const [id, pair] of [
+    ["SnapshotEvents", snapshotEvents],
+    ["CopyEvents", copyEvents],
+  ] as const) {
+    for (const alarm of queueAlarms(stack, prefix, id, pair)) {
+      alarm.addAlarmAction(alarmAction);
+      alarm.addOkAction(alarmAction);
+    }
+  }
+
+  // --- Bus and rules --------------------------------------------------------------------------
+  const bus = new events.EventBus(stack, "Bus", {
+    eventBusName: busName(stack.stage),
+    description: "EBS snapshot notifications forwarded from the Velero source regions",
+  });
+  // Same account, so the forwarders' IAM role already suffices by IAM's rules; EventBridge has been
+  // seen to check the receiving bus's policy when the cross-region target is created
+  // (ministryofjustice/modernisation-platform-environments#19002: AccessDenied from PutTargets).
+  // This policy names only our own account and only our forwarding rules, so it grants nothing new.
+  bus.addToResourcePolicy(
+    new iam.PolicyStatement({
+      sid: "AllowForwardRulesFromSourceRegions",
+      principals: [new iam.AccountRootPrincipal()],
+      actions: ["events:PutEvents"],
+      resources: [bus.eventBusArn],
+      conditions: {
+        ArnEquals: {
+          "aws:SourceArn": config.sourceRegions.flatMap((region) =>
+            Object.keys(SNAPSHOT_EVENT_PATTERNS).map((key) =>
+              Arn.format(
+                {
+                  service: "events",
+                  region,
+                  resource: "rule",
+                  resourceName: forwardRuleName(stack.stage, key),
+                  arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
+                },
+                stack,
+              ),
+            ),
+          ),
+        },
+      },
+    }),
+  );
+  // One rule per pattern, the patterns local mode runs too (functions/core/patterns.ts). Each
+  // SqsQueue target adds a queue policy statement: events.amazonaws.com may SendMessage only with
+  // aws:SourceArn equal to that rule's ARN.
+  for (const [key, pattern] of Object.entries(SNAPSHOT_EVENT_PATTERNS)) {
+    new events.Rule(stack, `SnapshotEvents-${key}`, {
+      eventBus: bus,
+      description: `Forwarded EBS snapshot notifications (${key}) -> snapshot-events queue`,
+      eventPattern: toEventPattern(pattern),
+      targets: [new targets.SqsQueue(snapshotEvents.queue)],
+    });
+  }
+  // copySnapshot notifications arrive on the *destination* region's default bus: completions and
+  // failures, and time-based copies that missed their deadline.
+  // https://docs.aws.amazon.com/ebs/latest/userguide/ebs-cloud-watch-events.html
+  for (const [key, pattern] of Object.entries(COPY_EVENT_PATTERNS)) {
+    new events.Rule(stack, `CopyEvents-${key}`, {
+      description: `EBS copy notifications (${key}, default bus) -> copy-events queue`,
+      eventPattern: toEventPattern(pattern),
+      targets: [new targets.SqsQueue(copyEvents.queue)],
+    });
+  }
+
+  // --- Functions ------------------------------------------------------------------------------
+  const fn = (
+    id: string,
+    handler: string,
+    timeout: Duration,
+    description: string,
+    extra?: Partial<FunctionProps>,
+  ) => {
+    const logGroup = new logs.LogGroup(stack, `${id}Logs`, {
+      retention: logs.RetentionDays.ONE_MONTH,
+      removalPolicy: isProtected ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY,
+    });
+    const f = new SstFunction(stack, id, {
+      ...functionDefaults,
+      handler,
+      description,
+      timeout: timeout.toSeconds(),
+      logGroup,
+      environment: {
+        ...configToEnv({ ...config, ledgerTable: table.tableName }),
+        POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
+        POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+      },
+      ...extra,
+    });
+    for (const statement of replicationPermissions(stack, settings, table)) f.addToRolePolicy(statement);
+    return f;
+  };
+
+  const replicate = fn(
+    "Replicate",
+    HANDLERS.replicate,
+    QUEUE_CONSUMER_TIMEOUT,
+    "Records Velero snapshots and admits copies",
+  );
+  replicate.addEventSource(batchSource(snapshotEvents.queue));
+
+  const copyCompleted = fn(
+    "CopyCompleted",
+    HANDLERS.copyCompleted,
+    QUEUE_CONSUMER_TIMEOUT,
+    "Settles finished copies and admits waiting ones",
+  );
+  copyCompleted.addEventSource(batchSource(copyEvents.queue));
+
+  // No async retries: the next scheduled run is the retry, and runs must not pile up.
+  const sweep = fn("Sweep", HANDLERS.sweep, SWEEP_TIMEOUT, "Reconciles the ledger and admits copies", {
+    retryAttempts: 0,
+  });
+  new events.Rule(stack, "SweepSchedule", {
+    description: "Every 5 minutes: reconcile the ledger with EC2 and admit waiting copies",
+    schedule: events.Schedule.rate(Duration.minutes(5)),
+    targets: [new targets.LambdaFunction(sweep)],
+  });
+  // The sweep has no queue whose depth would show it failing; three failed runs in a row alert.
+  const sweepFailing = new cloudwatch.Alarm(stack, "SweepErrorsAlarm", {
+    alarmName: `${prefix}sweep-errors`,
+    alarmDescription: "The reconciliation sweep failed on every run for 15 minutes",
+    metric: sweep.metricErrors({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }),
+    threshold: 1,
+    comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+    evaluationPeriods: 3,
+    treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+  });
+  sweepFailing.addAlarmAction(alarmAction);
+  sweepFailing.addOkAction(alarmAction);
+
+  removeIdleCustomResourceHandler(stack);
+  stack.addOutputs({
+    BusArn: bus.eventBusArn,
+    LedgerTableName: table.tableName,
+    SnapshotEventsQueueUrl: snapshotEvents.queue.queueUrl,
+    CopyEventsQueueUrl: copyEvents.queue.queueUrl,
+    AlertsTopicArn: alerts.topicArn,
+  });
+  return { bus, table, alerts, snapshotEvents, copyEvents, functions: { replicate, copyCompleted, sweep } };
+}
+
+function batchSource(queue: sqs.IQueue): SqsEventSource {
+  return new SqsEventSource(queue, {
+    batchSize: 10,
+    maxBatchingWindow: Duration.seconds(5),
+    reportBatchItemFailures: true,
+  });
+}
+
+interface QueuePair {
+  queue: sqs.Queue;
+  dlq: sqs.Queue;
+}
+
+function queueWithDlq(stack: Stack, id: string, consumerTimeout: Duration): QueuePair {
+  const dlq = new sqs.Queue(stack, `${id}Dlq`, {
+    retentionPeriod: Duration.days(14),
+    encryption: sqs.QueueEncryption.SQS_MANAGED,
+    enforceSSL: true,
+  });
+  const queue = new sqs.Queue(stack, `${id}Queue`, {
+    // https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html: at least 6x the
+    // function timeout, so a batch retried after throttling is not redelivered while in flight.
+    visibilityTimeout: Duration.seconds(consumerTimeout.toSeconds() * 6),
+    retentionPeriod: Duration.days(4),
+    // SQS-managed SSE: EventBridge can deliver to it without a key grant.
+    encryption: sqs.QueueEncryption.SQS_MANAGED,
+    enforceSSL: true,
+    deadLetterQueue: { queue: dlq, maxReceiveCount: 5 },
+  });
+  return { queue, dlq };
+}
+
+/** Our alarms' names start with this, so the alerts topic and key can admit only them. */
+export function alarmPrefix(stage: string): string {
+  return `velero-dr-${stage}-`;
+}
+
+function queueAlarms(
+  stack: Stack,
+  prefix: string,
+  id: string,
+  { queue, dlq }: QueuePair,
+): cloudwatch.Alarm[] {
+  return [
+    new cloudwatch.Alarm(stack, `${id}DlqAlarm`, {
+      alarmName: `${prefix}${id}-dlq-depth`,
+      alarmDescription: `${id}: messages in the dead-letter queue (a record failed 5 times)`,
+      metric: dlq.metricApproximateNumberOfMessagesVisible({
+        period: Duration.minutes(1),
+        statistic: cloudwatch.Stats.MAXIMUM,
+      }),
+      threshold: 0,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    }),
+    new cloudwatch.Alarm(stack, `${id}AgeAlarm`, {
+      alarmName: `${prefix}${id}-oldest-message-age`,
+      alarmDescription: `${id}: oldest message older than ${QUEUE_AGE_ALARM_SECONDS} s (consumer stuck)`,
+      metric: queue.metricApproximateAgeOfOldestMessage({
+        period: Duration.minutes(1),
+        statistic: cloudwatch.Stats.MAXIMUM,
+      }),
+      threshold: QUEUE_AGE_ALARM_SECONDS,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 5,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    }),
+  ];
+}
+
+/**
+ * What every function may do: each may admit a copy, so each can copy and tag. Scoped by ARN
+ * wherever the action supports it and by condition where it does not.
+ * https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2.html
+ */
+export function replicationPermissions(
+  stack: Stack,
+  { config }: Settings,
+  table: dynamodb.ITable,
+): iam.PolicyStatement[] {
+  const snapshots = (region: string) =>
+    Arn.format(
+      {
+        service: "ec2",
+        region,
+        account: "", // snapshot ARNs carry no account
+        resource: "snapshot",
+        resourceName: "*",
+        arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
+      },
+      stack,
+    );
+  const failover = config.failoverRegion;
+  const statements = [
+    // DescribeSnapshots supports no resource-level permissions; the region condition keeps it to
+    // the regions we replicate between.
+    new iam.PolicyStatement({
+      sid: "DescribeSnapshotsInReplicatedRegions",
+      actions: ["ec2:DescribeSnapshots"],
+      resources: ["*"],
+      conditions: { StringEquals: { "aws:RequestedRegion": [...config.sourceRegions, failover] } },
+    }),
+    // The new snapshot, in the failover region: only copies that carry our trace tag.
+    new iam.PolicyStatement({
+      sid: "CopySnapshotCreateTaggedCopy",
+      actions: ["ec2:CopySnapshot"],
+      resources: [snapshots(failover)],
+      conditions: { Null: { [`aws:RequestTag/${SOURCE_SNAPSHOT_TAG}`]: "false" } },
+    }),
+    // Since April 2025 CopySnapshot also authorizes the source snapshot, in its own region.
+    // https://aws.amazon.com/blogs/storage/enhancing-resource-level-permissions-for-copying-amazon-ebs-snapshots/
+    new iam.PolicyStatement({
+      sid: "CopySnapshotFromSourceRegions",
+      actions: ["ec2:CopySnapshot"],
+      resources: config.sourceRegions.map(snapshots),
+    }),
+    // TagSpecifications on CopySnapshot need CreateTags, which this admits only as part of a copy.
+    new iam.PolicyStatement({
+      sid: "TagCopiesOnCreate",
+      actions: ["ec2:CreateTags"],
+      resources: [snapshots(failover)],
+      conditions: { StringEquals: { "ec2:CreateAction": "CopySnapshot" } },
+    }),
+    // Transactions need no action of their own: TransactWriteItems is authorized per item as
+    // Put/Update/Delete/ConditionCheckItem.
+    // https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html
+    new iam.PolicyStatement({
+      sid: "LedgerItems",
+      actions: [
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:ConditionCheckItem",
+        "dynamodb:Query",
+      ],
+      resources: [table.tableArn],
+    }),
+    new iam.PolicyStatement({
+      sid: "LedgerStatusIndex",
+      actions: ["dynamodb:Query"],
+      resources: [`${table.tableArn}/index/${STATUS_INDEX}`],
+    }),
+  ];
+  if (config.kmsKeyId) statements.push(...copyKeyPermissions(stack, config.kmsKeyId, failover));
+  return statements;
+}
+
+/**
+ * Copies encrypted with the configured key: EC2 uses it on our behalf (kms:ViaService) and makes
+ * grants for itself. An alias ARN does not authorize key use, so an alias is matched through
+ * kms:ResourceAliases on the keys of its account and region.
+ * https://docs.aws.amazon.com/ebs/latest/userguide/ebs-encryption-requirements.html
+ */
+function copyKeyPermissions(stack: Stack, keyArn: string, failover: string): iam.PolicyStatement[] {
+  const parts = Arn.split(keyArn, ArnFormat.SLASH_RESOURCE_NAME);
+  const isAlias = parts.resource === "alias";
+  const resources = isAlias
+    ? [
+        Arn.format(
+          {
+            service: "kms",
+            region: parts.region,
+            account: parts.account,
+            resource: "key",
+            resourceName: "*",
+            arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
+          },
+          stack,
+        ),
+      ]
+    : [keyArn];
+  const aliasCondition = isAlias
+    ? { "ForAnyValue:StringEquals": { "kms:ResourceAliases": `alias/${parts.resourceName}` } }
+    : {};
+  const viaEc2 = { StringEquals: { "kms:ViaService": `ec2.${failover}.amazonaws.com` } };
+  return [
+    new iam.PolicyStatement({
+      sid: "CopyKeyGrantsForEbs",
+      actions: ["kms:CreateGrant"],
+      resources,
+      conditions: { Bool: { "kms:GrantIsForAWSResource": "true" }, ...viaEc2, ...aliasCondition },
+    }),
+    new iam.PolicyStatement({
+      sid: "CopyKeyUseViaEbs",
+      actions: ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"],
+      resources,
+      conditions: { ...viaEc2, ...aliasCondition },
+    }),
+  ];
+}

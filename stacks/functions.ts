@@ -1,0 +1,72 @@
+import { createRequire } from "node:module";
+import path from "node:path";
+import type * as Esbuild from "esbuild";
+import type { FunctionProps } from "sst/constructs";
+
+/** The three entrypoints (ESM, each exporting `handler`). scripts/bundle.ts builds the same files. */
+export const HANDLERS = {
+  replicate: "functions/replicate.handler",
+  copyCompleted: "functions/copy-completed.handler",
+  sweep: "functions/sweep.handler",
+} as const;
+
+/**
+ * Every handler: Node 22 on Graviton, one ESM file per function, minified and tree-shaken with
+ * the SDK bundled. `mainFields` makes esbuild take the SDK's ES modules (tree-shakable) over its
+ * CommonJS build. No source maps: SST would upload them for its console only, which we do not
+ * use, and Lambda does not apply them without --enable-source-maps (a cold-start cost). SST's
+ * default keepNames stays on: error classes name themselves after `new.target.name`. X-Ray is off
+ * (we trace nothing), which also keeps its `Resource: *` grant out of the roles.
+ * scripts/bundle.ts builds with the same options.
+ */
+export const functionDefaults = {
+  runtime: "nodejs22.x",
+  architecture: "arm_64",
+  memorySize: 256,
+  tracing: "disabled",
+  nodejs: {
+    format: "esm",
+    minify: true,
+    sourcemap: false,
+    esbuild: { mainFields: ["module", "main"], target: "node22", treeShaking: true },
+  },
+} as const satisfies Partial<FunctionProps>;
+
+/**
+ * The esbuild SST bundles with: its own pinned copy (0.18.x under sst/node_modules), not the
+ * project's. scripts/bundle.ts and the stack tests use it so that their bundles are the deployed ones.
+ */
+export function sstEsbuild(root = process.cwd()): typeof Esbuild {
+  return createRequire(path.join(root, "node_modules/sst/package.json"))("esbuild");
+}
+
+/**
+ * What SST 2.49.8 hands esbuild for an ESM Node function when deploying
+ * (node_modules/sst/runtime/handlers/node.js), with `functionDefaults.nodejs` applied on top.
+ * Output options (outfile/outdir, write, metafile) are the caller's.
+ */
+export function sstBuildOptions(entry: string): Esbuild.BuildOptions {
+  const { nodejs } = functionDefaults;
+  return {
+    entryPoints: [entry],
+    platform: "node",
+    bundle: true,
+    external: ["sharp", "pg-native"],
+    keepNames: true,
+    logLevel: "silent",
+    format: "esm", // SST's target (esnext) and mainFields are replaced by ours below
+    banner: {
+      js: [
+        `import { createRequire as topLevelCreateRequire } from 'module';`,
+        `const require = topLevelCreateRequire(import.meta.url);`,
+        `import { fileURLToPath as topLevelFileUrlToPath, URL as topLevelURL } from "url"`,
+        `const __dirname = topLevelFileUrlToPath(new topLevelURL(".", import.meta.url))`,
+        "",
+      ].join("\n"),
+    },
+    sourcemap: nodejs.sourcemap,
+    minify: nodejs.minify,
+    ...nodejs.esbuild,
+    mainFields: [...nodejs.esbuild.mainFields],
+  };
+}

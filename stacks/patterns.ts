@@ -1,0 +1,16 @@
+import type { EventPattern } from "aws-cdk-lib/aws-events";
+
+/** An EventBridge pattern as functions/core/patterns.ts writes it (the wire form). */
+export interface WirePattern {
+  readonly source: readonly string[];
+  readonly "detail-type": readonly string[];
+  readonly detail?: Readonly<Record<string, readonly string[]>>;
+}
+
+/** The same pattern for CDK, which spells `detail-type` as `detailType`. */
+export function toEventPattern(p: WirePattern): EventPattern {
+  const pattern: EventPattern = { source: [...p.source], detailType: [...p["detail-type"]] };
+  return p.detail
+    ? { ...pattern, detail: Object.fromEntries(Object.entries(p.detail).map(([k, v]) => [k, [...v]])) }
+    : pattern;
+}

@@ -1,0 +1,149 @@
+/** The deployment settings (pure: no synthesis). */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { ENV, loadConfig } from "../../functions/core/config.js";
+import { ConfigError } from "../../functions/core/errors.js";
+import config from "../../sst.config.js";
+import {
+  busName,
+  forwardRuleName,
+  isProtectedStage,
+  SETTINGS,
+  settingsFromEnv,
+} from "../../stacks/settings.js";
+
+const BASE = { DR_SOURCE_REGIONS: "us-east-1", DR_FAILOVER_REGION: "us-west-2" };
+
+describe("settingsFromEnv", () => {
+  it("maps every DR_* setting onto the functions' variable and validates it with loadConfig", () => {
+    // arrange
+    const env = {
+      DR_SOURCE_REGIONS: "us-east-1, eu-west-1",
+      DR_FAILOVER_REGION: "us-west-2",
+      DR_COPY_BUDGET: "12",
+      DR_KMS_KEY_ARN: "arn:aws:kms:us-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+      DR_COPY_COMPLETION_MINUTES: "60",
+      DR_INCLUDE_TAGS: "velero.io/schedule-name=cbci-dr",
+      DR_EXCLUDE_TAGS: "dr=skip,tier=scratch",
+      DR_MAX_COPY_ATTEMPTS: "4",
+      DR_STUCK_AFTER_MINUTES: "90",
+      DR_ALERT_EMAIL: "ops@example.com",
+    };
+    // act
+    const settings = settingsFromEnv(env);
+    // assert
+    expect(settings).toEqual({
+      config: {
+        sourceRegions: ["us-east-1", "eu-west-1"],
+        failoverRegion: "us-west-2",
+        copyBudget: 12,
+        kmsKeyId: env.DR_KMS_KEY_ARN,
+        completionDurationMinutes: 60,
+        includeTags: { "velero.io/schedule-name": "cbci-dr" },
+        excludeTags: { dr: "skip", tier: "scratch" },
+        maxCopyAttempts: 4,
+        stuckAfterMinutes: 90,
+      },
+      alertEmail: "ops@example.com",
+    });
+    expect(Object.keys(SETTINGS).every((k) => k in ENV)).toBe(true);
+  });
+
+  it("applies loadConfig's documented defaults and leaves optional settings out", () => {
+    const { config, alertEmail } = settingsFromEnv(BASE);
+    const fromFunctions = loadConfig({
+      LEDGER_TABLE: "t",
+      SOURCE_REGIONS: "us-east-1",
+      FAILOVER_REGION: "us-west-2",
+    });
+    const { ledgerTable: _, ...expected } = fromFunctions;
+    expect(config).toEqual(expected);
+    expect(alertEmail).toBeUndefined();
+  });
+
+  it.each([
+    [{ DR_SOURCE_REGIONS: "us-east-1" }, "DR_FAILOVER_REGION is required but not set"],
+    [{ DR_FAILOVER_REGION: "us-west-2" }, "DR_SOURCE_REGIONS is required but not set"],
+    [{ ...BASE, DR_COPY_BUDGET: "25" }, "DR_COPY_BUDGET must be between 1 and 20, got 25"],
+    [{ ...BASE, DR_COPY_BUDGET: "ten" }, 'DR_COPY_BUDGET must be an integer, got "ten"'],
+    [{ ...BASE, DR_FAILOVER_REGION: "mars-1" }, 'DR_FAILOVER_REGION has an invalid AWS region "mars-1"'],
+    [
+      { ...BASE, DR_SOURCE_REGIONS: "us-west-2" },
+      "DR_SOURCE_REGIONS must not include the failover region us-west-2",
+    ],
+    [
+      { ...BASE, DR_KMS_KEY_ARN: "arn:aws:kms:eu-west-1:123456789012:alias/x" },
+      "DR_KMS_KEY_ARN must be a key in the failover region us-west-2, got one in eu-west-1",
+    ],
+    [
+      { ...BASE, DR_COPY_COMPLETION_MINUTES: "20" },
+      "DR_COPY_COMPLETION_MINUTES must be a multiple of 15, got 20",
+    ],
+    [
+      { ...BASE, DR_INCLUDE_TAGS: "novalue" },
+      'DR_INCLUDE_TAGS entries must look like key=value, got "novalue"',
+    ],
+    [{ ...BASE, DR_MAX_COPY_ATTEMPTS: "0" }, "DR_MAX_COPY_ATTEMPTS must be between 1 and 20, got 0"],
+    [{ ...BASE, DR_STUCK_AFTER_MINUTES: "1" }, "DR_STUCK_AFTER_MINUTES must be between 5 and 2880, got 1"],
+    [{ ...BASE, DR_ALERT_EMAIL: "ops" }, 'DR_ALERT_EMAIL must be an email address, got "ops"'],
+  ])("rejects %o naming the setting the deployer sets", (env, message) => {
+    expect(() => settingsFromEnv(env)).toThrow(ConfigError);
+    expect(() => settingsFromEnv(env)).toThrow(message);
+  });
+
+  it("ignores the functions' own variable names (only DR_* configures a deployment)", () => {
+    expect(() => settingsFromEnv({ FAILOVER_REGION: "us-west-2", SOURCE_REGIONS: "us-east-1" })).toThrow(
+      "DR_FAILOVER_REGION is required",
+    );
+  });
+});
+
+describe("stage naming", () => {
+  it.each([
+    ["prod", true],
+    ["production", true],
+    ["prod-eu", true],
+    ["dev", false],
+    ["test", false],
+    ["producer", false],
+  ])("protects %s: %s", (stage, expected) => {
+    expect(isProtectedStage(stage)).toBe(expected);
+  });
+
+  it("derives the bus and forwarding rule names from the stage", () => {
+    expect(busName("prod")).toBe("velero-dr-prod");
+    expect(forwardRuleName("prod", "snapshots")).toBe("velero-dr-prod-forward-snapshots");
+  });
+});
+
+describe("sst.config.ts config()", () => {
+  const cwd = process.cwd();
+  const shell = process.env.DR_FAILOVER_REGION;
+  let dir = "";
+  afterEach(async () => {
+    process.chdir(cwd);
+    if (dir) await rm(dir, { recursive: true, force: true });
+    if (shell === undefined) delete process.env.DR_FAILOVER_REGION;
+    else process.env.DR_FAILOVER_REGION = shell;
+  });
+
+  it("defaults to DR_FAILOVER_REGION from the shell or SST's .env files, and --region wins", async () => {
+    // arrange: SST loads .env, .env.local, .env.<stage>, .env.<stage>.local after config() runs
+    dir = await mkdtemp(path.join(tmpdir(), "velero-dr-config-"));
+    await writeFile(path.join(dir, ".env"), "DR_FAILOVER_REGION=eu-central-1\n");
+    await writeFile(path.join(dir, ".env.prod"), "DR_FAILOVER_REGION=ap-southeast-2\n");
+    process.chdir(dir);
+    process.env.DR_FAILOVER_REGION = "us-west-2";
+    // act + assert
+    expect(await config.config({ stage: "prod" })).toEqual({ name: "velero-dr", region: "ap-southeast-2" });
+    expect(await config.config({ stage: "dev" })).toEqual({ name: "velero-dr", region: "eu-central-1" });
+    expect(await config.config({ stage: "prod", region: "us-east-1" })).toEqual({
+      name: "velero-dr",
+      region: "us-east-1",
+    });
+    process.chdir(cwd);
+    expect(await config.config({ stage: "dev" })).toEqual({ name: "velero-dr", region: "us-west-2" });
+  });
+});

@@ -46,10 +46,14 @@ export async function startMoto(options: { timeoutMs?: number } = {}): Promise<M
   const endpoint = `http://127.0.0.1:${port}`;
   let proc: ChildProcess;
   try {
-    proc = spawn(process.env.MOTO_PYTHON ?? "python3", ["-c", SERIAL_MOTO, "-H", "127.0.0.1", "-p", String(port)], {
-      env: { ...process.env, MOTO_EC2_LOAD_DEFAULT_AMIS: "false" },
-      stdio: ["ignore", "ignore", "pipe"],
-    });
+    proc = spawn(
+      process.env.MOTO_PYTHON ?? "python3",
+      ["-c", SERIAL_MOTO, "-H", "127.0.0.1", "-p", String(port)],
+      {
+        env: { ...process.env, MOTO_EC2_LOAD_DEFAULT_AMIS: "false" },
+        stdio: ["ignore", "ignore", "pipe"],
+      },
+    );
   } catch (err) {
     throw new Error(`cannot start the emulator (python3 with moto[server] 5 is needed): ${String(err)}`);
   }

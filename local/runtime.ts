@@ -453,7 +453,11 @@ export class LocalPlane {
       await this.drain();
       between();
       const report = await this.sweep();
-      if (report.admit.admitted.length === 0 && report.admit.waiting === 0 && this.emitter.held.length === 0) {
+      if (
+        report.admit.admitted.length === 0 &&
+        report.admit.waiting === 0 &&
+        this.emitter.held.length === 0
+      ) {
         await this.drain();
         return report;
       }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { asEvent } from "../../local/runtime.js";
-import { copiesBySource, depth, makePlane, shuffle, seeded, useMoto } from "../support/harness.js";
+import { copiesBySource, depth, makePlane, seeded, shuffle, useMoto } from "../support/harness.js";
 
 const moto = useMoto();
 

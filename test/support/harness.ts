@@ -70,7 +70,9 @@ export async function makePlane(
 /** Copies in the failover region per source snapshot id (read from the emulator, not the ledger). */
 export async function copiesBySource(moto: Moto, region: string): Promise<Map<string, string[]>> {
   const ec2 = new EC2Client({ endpoint: moto.endpoint, region, credentials: LOCAL_CREDENTIALS });
-  const out = await ec2.send(new DescribeSnapshotsCommand({ Filters: [{ Name: "tag-key", Values: [SOURCE_SNAPSHOT_TAG] }] }));
+  const out = await ec2.send(
+    new DescribeSnapshotsCommand({ Filters: [{ Name: "tag-key", Values: [SOURCE_SNAPSHOT_TAG] }] }),
+  );
   const by = new Map<string, string[]>();
   for (const s of out.Snapshots ?? []) {
     const src = s.Tags?.find((t) => t.Key === SOURCE_SNAPSHOT_TAG)?.Value ?? "?";
@@ -87,7 +89,10 @@ export async function depth(plane: LocalPlane, url: string): Promise<number> {
       AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     }),
   );
-  return Number(a.Attributes?.ApproximateNumberOfMessages ?? 0) + Number(a.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0);
+  return (
+    Number(a.Attributes?.ApproximateNumberOfMessages ?? 0) +
+    Number(a.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0)
+  );
 }
 
 export function shuffle<T>(items: T[], random: () => number): T[] {

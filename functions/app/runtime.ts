@@ -14,6 +14,7 @@ export interface Runtime {
   config: ReplicationConfig;
   plane: ReplicationPlane;
   ledger: DynamoLedger;
+  copier: Ec2SnapshotCopier;
   logger: Logger;
   metrics: Metrics;
   clock: Clock;
@@ -55,15 +56,16 @@ export function makeRuntime(config: ReplicationConfig, options: RuntimeOptions =
   const db = DynamoDBDocumentClient.from(dynamo, { marshallOptions: { removeUndefinedValues: true } });
   const ledger = new DynamoLedger(db, config.ledgerTable);
   const ec2For = ec2ClientFactory(options);
+  const copier = new Ec2SnapshotCopier(ec2For, config.failoverRegion);
   const deps: PlaneDeps = {
     ledger,
-    copier: new Ec2SnapshotCopier(ec2For, config.failoverRegion),
+    copier,
     sources: new Ec2SourceSnapshots(ec2For),
     clock,
     log: logger,
     ...(options.random ? { random: options.random } : {}),
   };
-  return { config, plane: new ReplicationPlane(deps, config), ledger, logger, metrics, clock };
+  return { config, plane: new ReplicationPlane(deps, config), ledger, copier, logger, metrics, clock };
 }
 
 /** The Lambda cold start: validate the environment (failing fast with the variable's name), then wire. */

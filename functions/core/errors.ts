@@ -54,15 +54,26 @@ const RETRYABLE_CODES = new Set([
   "InsufficientInstanceCapacity",
   "IncorrectState",
   "ConcurrentSnapshotLimitExceeded",
+]);
+
+/** Failures to get any answer at all: the SDK's timeout, or a socket error. */
+const NETWORK_CODES = new Set([
   "TimeoutError",
+  "NetworkingError",
   "ECONNRESET",
   "ECONNREFUSED",
   "ETIMEDOUT",
+  "EPIPE",
+  "EAI_AGAIN",
+  "ENOTFOUND",
+  "UND_ERR_SOCKET",
+  "UND_ERR_CONNECT_TIMEOUT",
 ]);
 
 /**
- * Map an SDK (or network) error to a typed error. Unknown 4xx are terminal, unknown 5xx and
- * network failures retryable.
+ * Map an SDK (or network) error to a typed error. Throttling, quota, 5xx and network failures are
+ * retryable; everything else (4xx verdicts, and errors that are neither AWS's nor the network's,
+ * such as a bug) is terminal, so it is counted against the copy's attempts instead of retried forever.
  */
 export function classifyAwsError(err: unknown, what: string): RetryableError | TerminalError {
   if (err instanceof RetryableError || err instanceof TerminalError) return err;
@@ -77,11 +88,12 @@ export function classifyAwsError(err: unknown, what: string): RetryableError | T
   const code = e?.Code ?? e?.code ?? e?.name ?? "UnknownError";
   const status = e?.$metadata?.httpStatusCode;
   const detail = e?.message ? `${code}: ${e.message}` : code;
-  if (RETRYABLE_CODES.has(code) || e?.$fault === "server" || (status !== undefined && status >= 500)) {
-    return new RetryableError(`${what} failed (${detail})`, code, { cause: err });
-  }
-  if (status === undefined && !e?.$fault) {
-    // No HTTP response at all: a network problem, not a verdict from AWS.
+  if (
+    RETRYABLE_CODES.has(code) ||
+    NETWORK_CODES.has(code) ||
+    e?.$fault === "server" ||
+    (status !== undefined && status >= 500)
+  ) {
     return new RetryableError(`${what} failed (${detail})`, code, { cause: err });
   }
   return new TerminalError(`${what} failed (${detail})`, code, { cause: err });

@@ -83,7 +83,9 @@ export function copyTags(source: { snapshotId: string; region: string; volumeId:
     [SOURCE_REGION_TAG]: source.region,
     [SOURCE_VOLUME_TAG]: source.volumeId,
   };
-  const entries = Object.entries(source.tags).filter(([k]) => !k.startsWith("aws:") && !(k in ours));
+  const entries = Object.entries(source.tags).filter(
+    ([k]) => !k.startsWith("aws:") && !Object.hasOwn(ours, k),
+  );
   entries.sort(([a], [b]) => Number(!a.startsWith("velero.io/")) - Number(!b.startsWith("velero.io/")));
   const out: Tags = { ...ours };
   for (const [k, v] of entries.slice(0, MAX_TAGS - Object.keys(ours).length)) out[k] = v;
@@ -263,7 +265,6 @@ export class ReplicationPlane {
         await ledger.noteCopyStarted(record.sourceSnapshotId, copySnapshotId, lease.kmsKeyId);
         report.admitted.push(record.sourceSnapshotId);
         report.inFlight++;
-        report.waiting = Math.max(0, report.waiting - 1);
         log.info("copy started", {
           sourceSnapshotId: record.sourceSnapshotId,
           copySnapshotId,
@@ -289,18 +290,15 @@ export class ReplicationPlane {
           });
           break; // the API or the copy quota said "slow down": stop admitting for this round
         }
-        await ledger.release(record.sourceSnapshotId, {
-          status: "failed",
-          reason: e.message,
-          count: "attempts",
-        });
-        report.failed++;
-        log.error("copy request failed for good", {
-          sourceSnapshotId: record.sourceSnapshotId,
-          error: e.message,
-        });
+        // Refused for a reason retrying soon will not fix (source gone, bad key, a bug): counted
+        // against the copy's attempts, like an asynchronous copy failure.
+        const outcome = await this.failCopy({ ...record, status: "copying" }, e.message);
+        if (outcome.status === "failed") report.failed++;
       }
     }
+    // Planned but not started (throttled, refused and retrying, or not tried after a throttle)
+    // are still waiting; lost races were taken by another invocation.
+    report.waiting += p.admit.length - report.admitted.length - report.failed - report.lostRaces;
     return report;
   }
 

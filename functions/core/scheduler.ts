@@ -103,12 +103,25 @@ export function plan(input: PlanInput): Plan {
       a[2].sourceSnapshotId.localeCompare(b[2].sourceSnapshotId),
   );
 
+  // A lineage is copied in order: only each volume's oldest waiting snapshot may start (copying a
+  // newer one first would make the older one's copy a full copy), even while that one backs off.
+  const oldest = new Map<string, SnapshotRecord>();
+  for (const [, , r] of candidates) {
+    const o = oldest.get(r.volumeId);
+    if (
+      !o ||
+      r.startTime < o.startTime ||
+      (r.startTime === o.startTime && r.sourceSnapshotId < o.sourceSnapshotId)
+    ) {
+      oldest.set(r.volumeId, r);
+    }
+  }
   const admit: SnapshotRecord[] = [];
   let free = Math.max(0, budget - inFlight);
   const nowIso = now.toISOString();
   for (const [, , r] of candidates) {
     if (free === 0) break;
-    if (busyVolumes.has(r.volumeId)) continue;
+    if (busyVolumes.has(r.volumeId) || oldest.get(r.volumeId) !== r) continue;
     if (r.notBefore !== undefined && r.notBefore > nowIso) continue;
     admit.push(r);
     busyVolumes.add(r.volumeId);

@@ -33,7 +33,7 @@ describe("replicate: exactly one copy per source snapshot", () => {
     expect(plane.emitter.maxPending).toBeLessThanOrEqual(plane.rt.config.copyBudget);
     expect(await depth(plane, plane.resources.snapshotQueue.dlqUrl)).toBe(0);
     expect(await depth(plane, plane.resources.copyQueue.dlqUrl)).toBe(0);
-  });
+  }, 240_000); // ~700 DynamoDB transactions; the emulator deep-copies the table for each one
 
   it("a redelivered event after its copy completed makes no second copy", async () => {
     // arrange

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { copyTags } from "../../functions/core/plane.js";
+import { awsError } from "../../local/runtime.js";
 import { copiesBySource, FakeClock, makePlane, useMoto } from "../support/harness.js";
 
 const moto = useMoto();
@@ -142,6 +143,34 @@ describe("reconciliation sweep (EBS events are best effort)", () => {
     );
     expect(plane.emitter.copies).toHaveLength(3);
     expect(plane.emitter.held).toHaveLength(0);
+    expect((await plane.rt.ledger.loadOpen()).inFlightCounter).toBe(0);
+  });
+
+  it("counts a refused CopySnapshot (source gone) against the attempts, then gives up with AWS's reason", async () => {
+    // arrange: every CopySnapshot of this snapshot is refused as if it had been deleted meanwhile
+    const clock = new FakeClock();
+    let refusals = 0;
+    const { plane, primary } = await makePlane(moto(), {
+      copyDelayMs: 1,
+      clock,
+      config: { maxCopyAttempts: 3 },
+      fault: (command) => {
+        if (command !== "CopySnapshotCommand") return undefined;
+        refusals++;
+        return awsError("InvalidSnapshot.NotFound", "The snapshot does not exist.", 400);
+      },
+    });
+    await primary.addControllers(1);
+    const [snap] = await primary.takeBackup("adhoc-gone");
+
+    // act
+    await plane.settle(() => clock.advance(16 * 60_000));
+
+    // assert
+    expect(refusals).toBe(3);
+    const record = await plane.rt.ledger.get(snap?.snapshotId ?? "");
+    expect(record).toMatchObject({ status: "failed", attempts: 3 });
+    expect(record?.reason).toMatch(/InvalidSnapshot\.NotFound.*attempt 3 of 3, giving up/);
     expect((await plane.rt.ledger.loadOpen()).inFlightCounter).toBe(0);
   });
 });

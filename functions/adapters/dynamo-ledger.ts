@@ -134,18 +134,7 @@ export class DynamoLedger implements Ledger {
   }
 
   async loadOpen(): Promise<OpenState> {
-    const open: SnapshotRecord[] = [];
-    for await (const page of paginateQuery(
-      { client: this.db },
-      {
-        TableName: this.table,
-        IndexName: INDEX,
-        KeyConditionExpression: "gsi1pk = :open",
-        ExpressionAttributeValues: { ":open": OPEN },
-      },
-    )) {
-      for (const item of page.Items ?? []) open.push(fromItem(item));
-    }
+    const open = await this.queryIndex(OPEN);
     const backups = [...new Set(open.map((r) => r.backup))];
     const startedBackups = new Set<string>();
     for (let i = 0; i < backups.length; i += 100) {
@@ -435,22 +424,23 @@ export class DynamoLedger implements Ledger {
 
   /** Every record of one backup (open or settled); for reports and the status command. */
   async listBackup(backup: string): Promise<SnapshotRecord[]> {
+    const all = [...(await this.queryIndex(OPEN)), ...(await this.queryIndex(`BACKUP#${backup}`))];
+    return all.filter((r) => r.backup === backup);
+  }
+
+  /** All snapshot records under one `byStatus` partition, every page. */
+  private async queryIndex(gsi1pk: string): Promise<SnapshotRecord[]> {
     const out: SnapshotRecord[] = [];
-    for (const gsi1pk of [OPEN, `BACKUP#${backup}`]) {
-      for await (const page of paginateQuery(
-        { client: this.db },
-        {
-          TableName: this.table,
-          IndexName: INDEX,
-          KeyConditionExpression: "gsi1pk = :pk",
-          ExpressionAttributeValues: { ":pk": gsi1pk },
-        },
-      )) {
-        for (const item of page.Items ?? []) {
-          const r = fromItem(item);
-          if (r.backup === backup) out.push(r);
-        }
-      }
+    for await (const page of paginateQuery(
+      { client: this.db },
+      {
+        TableName: this.table,
+        IndexName: INDEX,
+        KeyConditionExpression: "gsi1pk = :pk",
+        ExpressionAttributeValues: { ":pk": gsi1pk },
+      },
+    )) {
+      for (const item of page.Items ?? []) out.push(fromItem(item));
     }
     return out;
   }

@@ -18,7 +18,7 @@
  * `Date.toISOString()`; `incremental` is "true"/"false" or a boolean; `account` may be missing.
  * A snapshot's region is its ARN's, not the event's (the two differ in AWS's own examples).
  */
-import { z } from "zod";
+import * as z from "zod/mini";
 import { REGION_PATTERN } from "./config.js";
 import { InvalidEventError } from "./errors.js";
 import type { ClassifiedEvent } from "./model.js";
@@ -80,7 +80,7 @@ function typeName(value: unknown): string {
  * The one normalisation, applied to each object level we read (envelope, detail, snapshots[]):
  * known keys renamed to their documented spelling; "", null and unknown keys dropped.
  */
-function normaliseKeys(value: unknown, ctx: z.RefinementCtx): unknown {
+function normaliseKeys(value: unknown, ctx: z.core.ParsePayload): unknown {
   if (typeof value !== "object" || value === null || Array.isArray(value)) return value;
   const out: Record<string, unknown> = {};
   const seen = new Map<string, string>();
@@ -89,7 +89,11 @@ function normaliseKeys(value: unknown, ctx: z.RefinementCtx): unknown {
     if (name === undefined || v === "" || v === null || v === undefined) continue;
     const previous = seen.get(name);
     if (previous !== undefined) {
-      ctx.addIssue({ code: "custom", message: `has both ${quote(previous)} and ${quote(key)}` });
+      ctx.issues.push({
+        code: "custom",
+        message: `has both ${quote(previous)} and ${quote(key)}`,
+        input: value,
+      });
       continue;
     }
     seen.set(name, key);
@@ -97,7 +101,7 @@ function normaliseKeys(value: unknown, ctx: z.RefinementCtx): unknown {
   }
   return out;
 }
-const keyed = <T extends z.ZodType>(schema: T) => z.preprocess(normaliseKeys, schema);
+const keyed = <T extends z.core.$ZodType>(schema: T) => z.pipe(z.transform(normaliseKeys), schema);
 
 interface Ref {
   id: string;
@@ -124,24 +128,31 @@ function parseRef(value: string, type: "snapshot" | "volume"): Ref | string {
   return { id, region };
 }
 
+/** A custom issue from inside a transform (zod/mini's transforms get the bare payload, no addIssue). */
+function fail(ctx: z.core.ParsePayload, message: string): never {
+  ctx.issues.push({ code: "custom", message, input: ctx.value });
+  return z.NEVER;
+}
+
 const ref = (type: "snapshot" | "volume") =>
-  z.string().transform((s, ctx): Ref => {
-    const r = parseRef(s, type);
-    if (typeof r !== "string") return r;
-    ctx.addIssue({ code: "custom", message: r });
-    return z.NEVER;
-  });
+  z.pipe(
+    z.string(),
+    z.transform((s: string, ctx): Ref => {
+      const r = parseRef(s, type);
+      return typeof r === "string" ? fail(ctx, r) : r;
+    }),
+  );
 const snapshotRef = ref("snapshot");
 const volumeRef = ref("volume");
 /** A copy's source: only an ARN names the region the copy came from. */
-const sourceSnapshotRef = snapshotRef.transform((r, ctx) => {
-  if (r.region !== null) return { id: r.id, region: r.region };
-  ctx.addIssue({
-    code: "custom",
-    message: `must be a snapshot ARN naming its region, not a bare id: ${quote(r.id)}`,
-  });
-  return z.NEVER;
-});
+const sourceSnapshotRef = z.pipe(
+  snapshotRef,
+  z.transform((r: Ref, ctx) =>
+    r.region !== null
+      ? { id: r.id, region: r.region }
+      : fail(ctx, `must be a snapshot ARN naming its region, not a bare id: ${quote(r.id)}`),
+  ),
+);
 
 function toIso(s: string): string | undefined {
   const legacy = LEGACY_TIME.exec(s);
@@ -160,50 +171,49 @@ function toIso(s: string): string | undefined {
   return Number.isNaN(ms) ? undefined : new Date(ms).toISOString();
 }
 
-const time = z.string().transform((s, ctx) => {
-  const iso = toIso(s);
-  if (iso !== undefined) return iso;
-  ctx.addIssue({
-    code: "custom",
-    message: `is not an ISO 8601 or "Wed May 05 21:11:43 UTC 2021" time: ${quote(s)}`,
-  });
-  return z.NEVER;
-});
+const time = z.pipe(
+  z.string(),
+  z.transform(
+    (s: string, ctx) =>
+      toIso(s) ?? fail(ctx, `is not an ISO 8601 or "Wed May 05 21:11:43 UTC 2021" time: ${quote(s)}`),
+  ),
+);
 
-const result = z
-  .string()
-  .toLowerCase()
-  .pipe(
-    z.enum(["succeeded", "failed"], {
-      error: (i) => `must be "succeeded" or "failed", got ${quote(i.input)}`,
-    }),
-  );
-const status = z
-  .string()
-  .toLowerCase()
-  .pipe(
-    z.enum(["completed", "succeeded", "error", "failed"], {
-      error: (i) => `must be "completed", "succeeded", "error" or "failed", got ${quote(i.input)}`,
-    }),
-  );
-const incremental = z
-  .union([z.boolean(), z.enum(["true", "false"])], { error: 'must be true, false, "true" or "false"' })
-  .transform((v) => v === true || v === "true");
+const lowercase = z.string().check(z.toLowerCase());
+const result = z.pipe(
+  lowercase,
+  z.enum(["succeeded", "failed"], {
+    error: (i) => `must be "succeeded" or "failed", got ${quote(i.input)}`,
+  }),
+);
+const status = z.pipe(
+  lowercase,
+  z.enum(["completed", "succeeded", "error", "failed"], {
+    error: (i) => `must be "completed", "succeeded", "error" or "failed", got ${quote(i.input)}`,
+  }),
+);
+const incremental = z.pipe(
+  z.union([z.boolean(), z.enum(["true", "false"])], { error: 'must be true, false, "true" or "false"' }),
+  z.transform((v: boolean | "true" | "false") => v === true || v === "true"),
+);
 const transferType = z
   .string()
-  .regex(/^[a-z][a-z-]{0,31}$/, { error: (i) => `is not a transfer type: ${quote(i.input)}` });
+  .check(z.regex(/^[a-z][a-z-]{0,31}$/, { error: (i) => `is not a transfer type: ${quote(i.input)}` }));
 
-const envelope = <D extends z.ZodType>(detail: D) =>
+const envelope = <D extends z.core.$ZodType>(detail: D) =>
   keyed(
     z.object({
       source: z.string(),
       "detail-type": z.string(),
-      account: z
+      account: z.optional(
+        z
+          .string()
+          .check(z.regex(ACCOUNT_ID, { error: (i) => `is not a 12-digit account id: ${quote(i.input)}` })),
+      ),
+      region: z
         .string()
-        .regex(ACCOUNT_ID, { error: (i) => `is not a 12-digit account id: ${quote(i.input)}` })
-        .optional(),
-      region: z.string().regex(REGION_PATTERN, { error: (i) => `is not an AWS region: ${quote(i.input)}` }),
-      resources: z.array(z.string()).optional(),
+        .check(z.regex(REGION_PATTERN, { error: (i) => `is not an AWS region: ${quote(i.input)}` })),
+      resources: z.optional(z.array(z.string())),
       detail,
     }),
   );
@@ -211,17 +221,17 @@ const envelope = <D extends z.ZodType>(detail: D) =>
 /** One schema per event type. */
 const AnyEvent = envelope(z.record(z.string(), z.unknown()));
 const SnapshotNotificationEvent = envelope(
-  keyed(z.object({ event: z.string(), snapshot_id: z.unknown().optional() })),
+  keyed(z.object({ event: z.string(), snapshot_id: z.optional(z.unknown()) })),
 );
 const CreateSnapshotEvent = envelope(
   keyed(
     z.object({
       result,
-      cause: z.string().optional(),
+      cause: z.optional(z.string()),
       snapshot_id: snapshotRef,
-      source: volumeRef.optional(),
-      startTime: time.optional(),
-      endTime: time.optional(),
+      source: z.optional(volumeRef),
+      startTime: z.optional(time),
+      endTime: z.optional(time),
     }),
   ),
 );
@@ -229,34 +239,34 @@ const CopySnapshotEvent = envelope(
   keyed(
     z.object({
       result,
-      cause: z.string().optional(),
+      cause: z.optional(z.string()),
       snapshot_id: snapshotRef,
       source: sourceSnapshotRef,
-      startTime: time.optional(),
-      endTime: time.optional(),
-      incremental: incremental.optional(),
-      transferType: transferType.optional(),
+      startTime: z.optional(time),
+      endTime: z.optional(time),
+      incremental: z.optional(incremental),
+      transferType: z.optional(transferType),
     }),
   ),
 );
 const MultiVolumeEvent = envelope(
   keyed(
     z.object({
-      result: result.optional(),
-      startTime: time.optional(),
-      endTime: time.optional(),
+      result: z.optional(result),
+      startTime: z.optional(time),
+      endTime: z.optional(time),
       snapshots: z
         .array(
           keyed(
             z.object({
               snapshot_id: snapshotRef,
-              source: volumeRef.optional(),
-              status: status.optional(),
-              cause: z.string().optional(),
+              source: z.optional(volumeRef),
+              status: z.optional(status),
+              cause: z.optional(z.string()),
             }),
           ),
         )
-        .min(1, { error: "must name at least one snapshot" }),
+        .check(z.minLength(1, { error: "must name at least one snapshot" })),
     }),
   ),
 );
@@ -264,25 +274,34 @@ const MissedDeadlineEvent = envelope(
   keyed(
     z.object({
       snapshot_id: snapshotRef,
-      source: sourceSnapshotRef.optional(),
-      missedCompletionDurationCause: z.string().optional(),
-      startTime: time.optional(),
+      source: z.optional(sourceSnapshotRef),
+      missedCompletionDurationCause: z.optional(z.string()),
+      startTime: z.optional(time),
       // Not in AWS's example; read if present.
-      completionDurationMinutes: z.number().int().min(15).max(2880).optional(),
+      completionDurationMinutes: z.optional(z.number().check(z.int(), z.gte(15), z.lte(2880))),
     }),
   ),
 );
 
-/** Messages for zod's own issues; ours are set on the schemas above. */
+/**
+ * Messages for zod's own issues; ours are set on the schemas above. zod/mini installs no locale, so
+ * the one other kind we can raise (completionDurationMinutes out of range) is worded here, exactly as
+ * zod's English locale words it.
+ */
 const messages: z.core.$ZodErrorMap = (issue) => {
+  if (issue.code === "too_small" || issue.code === "too_big") {
+    const [size, limit, bound] =
+      issue.code === "too_small" ? ["small", ">", issue.minimum] : ["big", "<", issue.maximum];
+    return `Too ${size}: expected ${issue.origin} to be ${limit}${issue.inclusive ? "=" : ""}${bound}`;
+  }
   if (issue.code !== "invalid_type") return undefined;
   if (issue.input === undefined) return "is required";
   const expected = issue.expected === "record" ? "object" : issue.expected;
   return `must be ${/^[aeiou]/.test(expected) ? "an" : "a"} ${expected}, got ${typeName(issue.input)}`;
 };
 
-function parse<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
-  const parsed = schema.safeParse(input, { error: messages });
+function parse<S extends z.core.$ZodType>(schema: S, input: unknown): z.output<S> {
+  const parsed = z.safeParse(schema, input, { error: messages });
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0];
   const where = (issue?.path ?? [])
@@ -350,7 +369,7 @@ function snapshotNotification(
     case "createsnapshots":
       return multiVolume(parse(MultiVolumeEvent, input));
     default: {
-      const snapshot = snapshotRef.safeParse(detail.snapshot_id);
+      const snapshot = z.safeParse(snapshotRef, detail.snapshot_id);
       return ignored(
         `${DETAIL_TYPES.snapshot} event ${quote(detail.event)} is not one we act on`,
         snapshot.success ? snapshot.data : undefined,

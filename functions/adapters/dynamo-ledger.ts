@@ -133,30 +133,47 @@ export class DynamoLedger implements Ledger {
     return out.Item ? fromItem(out.Item) : undefined;
   }
 
+  async known(sourceSnapshotIds: readonly string[]): Promise<Set<string>> {
+    const found = new Set<string>();
+    const items = await this.batchGet(sourceSnapshotIds.map(snapKey), "sourceSnapshotId");
+    for (const item of items) if (typeof item.sourceSnapshotId === "string") found.add(item.sourceSnapshotId);
+    return found;
+  }
+
+  /** BatchGetItem in chunks of 100, asking again for unprocessed keys until none are left. */
+  private async batchGet(keys: readonly Item[], projection: string): Promise<Item[]> {
+    const names: Record<string, string> = {};
+    const expr = projection
+      .split(",")
+      .map((a, i) => {
+        names[`#a${i}`] = a.trim();
+        return `#a${i}`;
+      })
+      .join(", ");
+    const out: Item[] = [];
+    for (let i = 0; i < keys.length; i += 100) {
+      let pending: Item[] | undefined = keys.slice(i, i + 100);
+      while (pending && pending.length > 0) {
+        const res = await this.db.send(
+          new BatchGetCommand({
+            RequestItems: {
+              [this.table]: { Keys: pending, ProjectionExpression: expr, ExpressionAttributeNames: names },
+            },
+          }),
+        );
+        out.push(...(res.Responses?.[this.table] ?? []));
+        pending = res.UnprocessedKeys?.[this.table]?.Keys as Item[] | undefined;
+      }
+    }
+    return out;
+  }
+
   async loadOpen(): Promise<OpenState> {
     const open = await this.queryIndex(OPEN);
     const backups = [...new Set(open.map((r) => r.backup))];
     const startedBackups = new Set<string>();
-    for (let i = 0; i < backups.length; i += 100) {
-      let keys: Item[] | undefined = backups.slice(i, i + 100).map(backupKey);
-      // BatchGetItem may return unprocessed keys under load: ask again until none are left.
-      while (keys && keys.length > 0) {
-        const out = await this.db.send(
-          new BatchGetCommand({
-            RequestItems: {
-              [this.table]: {
-                Keys: keys,
-                ProjectionExpression: "#name, started",
-                ExpressionAttributeNames: { "#name": "name" },
-              },
-            },
-          }),
-        );
-        for (const item of out.Responses?.[this.table] ?? []) {
-          if (item.started === true && typeof item.name === "string") startedBackups.add(item.name);
-        }
-        keys = out.UnprocessedKeys?.[this.table]?.Keys as Item[] | undefined;
-      }
+    for (const item of await this.batchGet(backups.map(backupKey), "name, started")) {
+      if (item.started === true && typeof item.name === "string") startedBackups.add(item.name);
     }
     const counter = await this.db.send(
       new GetCommand({ TableName: this.table, Key: BUDGET_KEY, ConsistentRead: true }),

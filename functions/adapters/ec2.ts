@@ -5,7 +5,7 @@ import {
   type Snapshot,
 } from "@aws-sdk/client-ec2";
 import { classifyAwsError } from "../core/errors.js";
-import { SOURCE_SNAPSHOT_TAG, type SourceSnapshot, type Tags } from "../core/model.js";
+import { SOURCE_SNAPSHOT_TAG, type SourceSnapshot, type Tags, VELERO_BACKUP_TAG } from "../core/model.js";
 import type { CopyRequest, CopyState, SnapshotCopier, SourceSnapshots } from "../core/ports.js";
 
 /** EC2 clients per region, created once per container and reused across invocations. */
@@ -47,22 +47,45 @@ export class Ec2SourceSnapshots implements SourceSnapshots {
   async describe(region: string, snapshotIds: readonly string[]): Promise<SourceSnapshot[]> {
     if (snapshotIds.length === 0) return [];
     const snaps = await describeByIds(this.clientFor(region), snapshotIds);
-    return snaps.flatMap((s) =>
-      s.SnapshotId
-        ? [
-            {
-              snapshotId: s.SnapshotId,
-              region,
-              volumeId: s.VolumeId ?? "vol-ffffffff",
-              startTime: (s.StartTime ?? new Date(0)).toISOString(),
-              state: s.State ?? "unknown",
-              encrypted: s.Encrypted ?? false,
-              tags: tagsOf(s),
-            },
-          ]
-        : [],
-    );
+    return snaps.flatMap((s) => sourceSnapshot(s, region) ?? []);
   }
+
+  async listVelero(region: string, since: Date): Promise<SourceSnapshot[]> {
+    const out: SourceSnapshot[] = [];
+    let token: string | undefined;
+    do {
+      const page = await this.clientFor(region).send(
+        new DescribeSnapshotsCommand({
+          OwnerIds: ["self"],
+          Filters: [
+            { Name: "tag-key", Values: [VELERO_BACKUP_TAG] },
+            { Name: "status", Values: ["completed"] },
+          ],
+          MaxResults: 1000,
+          ...(token ? { NextToken: token } : {}),
+        }),
+      );
+      for (const s of page.Snapshots ?? []) {
+        const snap = sourceSnapshot(s, region);
+        if (snap && Date.parse(snap.startTime) >= since.getTime()) out.push(snap);
+      }
+      token = page.NextToken;
+    } while (token);
+    return out;
+  }
+}
+
+function sourceSnapshot(s: Snapshot, region: string): SourceSnapshot | undefined {
+  if (!s.SnapshotId) return undefined;
+  return {
+    snapshotId: s.SnapshotId,
+    region,
+    volumeId: s.VolumeId ?? "vol-ffffffff",
+    startTime: (s.StartTime ?? new Date(0)).toISOString(),
+    state: s.State ?? "unknown",
+    encrypted: s.Encrypted ?? false,
+    tags: tagsOf(s),
+  };
 }
 
 function copyState(s: Snapshot): CopyState | undefined {

@@ -17,6 +17,7 @@ export const METRIC = {
   copiesStuck: "CopiesStuck",
   copiesMissedDeadline: "CopiesMissedDeadline",
   settledWithoutEvent: "CopiesSettledWithoutEvent",
+  discoveredWithoutEvent: "SnapshotsDiscoveredWithoutEvent",
   copyEventsProcessed: "CopyEventsProcessed",
   eventsRejected: "EventsRejected",
   snapshotsSkipped: "SnapshotsSkipped",

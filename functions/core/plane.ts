@@ -59,6 +59,8 @@ export type CopyEventOutcome =
   | { status: "ignored"; reason: string };
 
 export interface SweepReport {
+  /** Velero snapshots found in a source region that no event had announced (now recorded). */
+  discovered: number;
   completedWithoutEvent: number;
   failedWithoutEvent: number;
   recoveredCopyIds: number;
@@ -72,6 +74,8 @@ export interface SweepReport {
 const MAX_TAGS = 50;
 /** A copy admitted this long ago without a noted copy id means the admitting invocation died. */
 const LEASE_MS = 5 * 60_000;
+/** How far back the sweep looks for Velero snapshots whose createSnapshot event was lost. */
+export const DISCOVERY_WINDOW_MS = 24 * 60 * 60_000;
 
 /**
  * The copy's tags: every source tag (Velero's first) plus ours, within AWS's 50-tag limit.
@@ -396,6 +400,7 @@ export class ReplicationPlane {
     const state = await ledger.loadOpen();
     const copying = state.open.filter((r) => r.status === "copying");
     const report: Omit<SweepReport, "admit"> = {
+      discovered: await this.discover(now),
       completedWithoutEvent: 0,
       failedWithoutEvent: 0,
       recoveredCopyIds: 0,
@@ -441,6 +446,31 @@ export class ReplicationPlane {
     }
     const admit = await this.admit();
     return { ...report, admit };
+  }
+
+  /**
+   * createSnapshot events are best effort too: records the recent Velero snapshots of each source
+   * region that the ledger has never seen (one paginated DescribeSnapshots per region).
+   */
+  private async discover(now: Date): Promise<number> {
+    const { sources, ledger, log } = this.deps;
+    let discovered = 0;
+    for (const region of this.config.sourceRegions) {
+      const recent = await sources.listVelero(region, new Date(now.getTime() - DISCOVERY_WINDOW_MS));
+      const known = await ledger.known(recent.map((s) => s.snapshotId));
+      for (const s of recent.filter((x) => !known.has(x.snapshotId))) {
+        const o = await this.recordOne({ key: s.snapshotId, snapshotId: s.snapshotId, region }, s);
+        if (o.status === "recorded") {
+          discovered++;
+          log.warn("snapshot found without its event", {
+            sourceSnapshotId: s.snapshotId,
+            region,
+            backup: o.backup,
+          });
+        }
+      }
+    }
+    return discovered;
   }
 
   private async settle(r: SnapshotRecord, c: CopyState, now: Date, report: Omit<SweepReport, "admit">) {

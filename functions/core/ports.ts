@@ -34,6 +34,8 @@ export interface Ledger {
   /** Records a source snapshot that failed in its own region; never copied. */
   recordSourceFailure(record: SnapshotRecord): Promise<RecordResult>;
   get(sourceSnapshotId: string): Promise<SnapshotRecord | undefined>;
+  /** Which of these source snapshots the ledger knows, in any state. */
+  known(sourceSnapshotIds: readonly string[]): Promise<Set<string>>;
   /** Every waiting or copying record, and which of their backups have started copying. */
   loadOpen(): Promise<OpenState>;
   /**
@@ -103,4 +105,6 @@ export interface SnapshotCopier {
 /** EBS in a source region. One call per batch of ids. */
 export interface SourceSnapshots {
   describe(region: string, snapshotIds: readonly string[]): Promise<SourceSnapshot[]>;
+  /** Completed snapshots carrying Velero's backup tag that started at or after `since`. */
+  listVelero(region: string, since: Date): Promise<SourceSnapshot[]>;
 }

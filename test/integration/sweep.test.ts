@@ -173,4 +173,27 @@ describe("reconciliation sweep (EBS events are best effort)", () => {
     expect(record?.reason).toMatch(/InvalidSnapshot\.NotFound.*attempt 3 of 3, giving up/);
     expect((await plane.rt.ledger.loadOpen()).inFlightCounter).toBe(0);
   });
+
+  it("finds Velero snapshots whose createSnapshot event was lost, and copies them", async () => {
+    // arrange: a backup of four volumes, but only two events ever arrive
+    const { plane, primary } = await makePlane(moto(), { copyDelayMs: 1 });
+    await primary.addControllers(4);
+    const taken = await primary.takeBackup("adhoc-lost-created", { emit: false });
+    await primary.emitCreated(taken.slice(0, 2));
+    await plane.drain();
+    expect(plane.emitter.copies).toHaveLength(2);
+
+    // act
+    const report = await plane.sweep();
+    await plane.settle();
+    const again = await plane.sweep();
+
+    // assert
+    expect(report.discovered).toBe(2);
+    expect(again.discovered).toBe(0);
+    const records = await plane.rt.ledger.listBackup("adhoc-lost-created");
+    expect(records.map((r) => r.status)).toEqual(["completed", "completed", "completed", "completed"]);
+    const copies = await copiesBySource(moto(), plane.rt.config.failoverRegion);
+    for (const s of taken) expect(copies.get(s.snapshotId)).toHaveLength(1);
+  });
 });

@@ -1,17 +1,23 @@
 import { DescribeSnapshotsCommand, EC2Client } from "@aws-sdk/client-ec2";
 import { GetQueueAttributesCommand } from "@aws-sdk/client-sqs";
-import { afterAll, beforeAll } from "vitest";
+import { afterAll, beforeAll, beforeEach } from "vitest";
 import { SOURCE_SNAPSHOT_TAG } from "../../functions/core/model.js";
 import type { Clock } from "../../functions/core/ports.js";
 import { type Moto, startMoto } from "../../local/moto.js";
 import { SimulatedPrimary } from "../../local/primary.js";
 import { LOCAL_CREDENTIALS, LocalPlane, type LocalPlaneOptions } from "../../local/runtime.js";
 
-/** One moto_server per test file (files run in parallel, each on its own free port). */
+/**
+ * One emulator per test file (files run in parallel, each on its own free port), reset before each
+ * test: every test builds its own plane, and the sweep's discovery reads the whole source region.
+ */
 export function useMoto(): () => Moto {
   let moto: Moto | undefined;
   beforeAll(async () => {
     moto = await startMoto();
+  });
+  beforeEach(async () => {
+    await moto?.reset();
   });
   afterAll(async () => {
     await moto?.stop();

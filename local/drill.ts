@@ -137,7 +137,7 @@ async function main(): Promise<void> {
       controllers: { type: "string", default: "20" },
       backups: { type: "string", default: "3" },
       budget: { type: "string", default: String(DEFAULTS.copyBudget) },
-      "copy-delay-ms": { type: "string", default: "20" },
+      "copy-delay-ms": { type: "string", default: "300" },
       endpoint: { type: "string" },
       schedule: { type: "string", default: "cbci-dr" },
       json: { type: "boolean", default: false },

@@ -201,7 +201,8 @@ export class ReplicationPlane {
   async recordSourceFailure(
     ev: Extract<ClassifiedEvent, { kind: "snapshot-failed" }>,
   ): Promise<IngestOutcome> {
-    const [s] = await this.deps.sources.describe(ev.region, [ev.snapshotId]).catch(() => []);
+    // A describe failure propagates: the message is retried rather than the failure misfiled.
+    const [s] = await this.deps.sources.describe(ev.region, [ev.snapshotId]);
     const tags = s?.tags ?? {};
     const why = ineligibility(tags, this.config);
     if (why) return { status: "skipped", reason: why };

@@ -5,9 +5,19 @@ import {
   PutRuleCommand,
   PutTargetsCommand,
 } from "@aws-sdk/client-eventbridge";
+import {
+  CreateBucketCommand,
+  PutBucketNotificationConfigurationCommand,
+  type S3Client,
+} from "@aws-sdk/client-s3";
 import { CreateQueueCommand, GetQueueAttributesCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { INDEX } from "../functions/adapters/dynamo-ledger.js";
-import { COPY_EVENT_PATTERNS, SNAPSHOT_EVENT_PATTERNS } from "../functions/core/patterns.js";
+import type { VeleroConfig } from "../functions/core/config.js";
+import {
+  bucketEventPattern,
+  COPY_EVENT_PATTERNS,
+  SNAPSHOT_EVENT_PATTERNS,
+} from "../functions/core/patterns.js";
 
 /** The ledger table, keyed as the stack defines it (pk/sk plus the sparse byStatus index). */
 export async function createLedgerTable(dynamo: DynamoDBClient, name: string): Promise<void> {
@@ -90,19 +100,57 @@ export async function createEventPlumbing(
   await events.send(new CreateEventBusCommand({ Name: busName }));
   const snapshotQueue = await createQueue(sqs, `${prefix}-snapshot-events`);
   const copyQueue = await createQueue(sqs, `${prefix}-copy-events`);
-  const route = async (rule: string, bus: string, pattern: object, arn: string) => {
-    await events.send(
-      new PutRuleCommand({ Name: rule, EventBusName: bus, EventPattern: JSON.stringify(pattern) }),
-    );
-    await events.send(
-      new PutTargetsCommand({ Rule: rule, EventBusName: bus, Targets: [{ Id: "queue", Arn: arn }] }),
-    );
-  };
   for (const [name, pattern] of Object.entries(SNAPSHOT_EVENT_PATTERNS)) {
-    await route(`${prefix}-${name}`, busName, pattern, snapshotQueue.arn);
+    await routeTo(events, `${prefix}-${name}`, busName, pattern, snapshotQueue.arn);
   }
   for (const [name, pattern] of Object.entries(COPY_EVENT_PATTERNS)) {
-    await route(`${prefix}-${name}`, "default", pattern, copyQueue.arn);
+    await routeTo(events, `${prefix}-${name}`, "default", pattern, copyQueue.arn);
   }
   return { busName, snapshotQueue, copyQueue };
+}
+
+async function routeTo(events: EventBridgeClient, rule: string, bus: string, pattern: object, arn: string) {
+  await events.send(
+    new PutRuleCommand({ Name: rule, EventBusName: bus, EventPattern: JSON.stringify(pattern) }),
+  );
+  await events.send(
+    new PutTargetsCommand({ Rule: rule, EventBusName: bus, Targets: [{ Id: "queue", Arn: arn }] }),
+  );
+}
+
+/**
+ * Velero's bucket in the failover region, with EventBridge notifications on, and the rule that
+ * routes its backup metadata events to the backup-events queue.
+ */
+export async function createVeleroBucket(
+  s3: S3Client,
+  events: EventBridgeClient,
+  sqs: SQSClient,
+  prefix: string,
+  velero: VeleroConfig,
+  region: string,
+): Promise<QueuePair> {
+  await s3.send(
+    new CreateBucketCommand({
+      Bucket: velero.bucket,
+      ...(region === "us-east-1"
+        ? {}
+        : { CreateBucketConfiguration: { LocationConstraint: region as "us-west-2" } }),
+    }),
+  );
+  await s3.send(
+    new PutBucketNotificationConfigurationCommand({
+      Bucket: velero.bucket,
+      NotificationConfiguration: { EventBridgeConfiguration: {} },
+    }),
+  );
+  const queue = await createQueue(sqs, `${prefix}-backup-events`);
+  await routeTo(
+    events,
+    `${prefix}-backups`,
+    "default",
+    bucketEventPattern(velero.bucket, velero.prefix),
+    queue.arn,
+  );
+  return queue;
 }

@@ -9,6 +9,7 @@ import {
   type EC2Client,
 } from "@aws-sdk/client-ec2";
 import { EventBridgeClient, PutEventsCommand, type PutEventsRequestEntry } from "@aws-sdk/client-eventbridge";
+import { S3Client } from "@aws-sdk/client-s3";
 import {
   DeleteMessageBatchCommand,
   GetQueueAttributesCommand,
@@ -17,6 +18,7 @@ import {
 } from "@aws-sdk/client-sqs";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
 import { makeCopyCompletedHandler } from "../functions/app/copy-completed.js";
+import { makeRegisterHandler } from "../functions/app/register.js";
 import { makeReplicateHandler } from "../functions/app/replicate.js";
 import { makeRuntime, type Runtime } from "../functions/app/runtime.js";
 import { makeSweepHandler } from "../functions/app/sweep.js";
@@ -26,6 +28,7 @@ import type { Clock } from "../functions/core/ports.js";
 import {
   createEventPlumbing,
   createLedgerTable,
+  createVeleroBucket,
   type LocalPlaneResources,
   type QueuePair,
 } from "./resources.js";
@@ -340,11 +343,15 @@ export interface LocalPlaneOptions {
 export class LocalPlane {
   private constructor(
     readonly rt: Runtime,
-    readonly clients: { events: EventBridgeClient; sqs: SQSClient; dynamo: DynamoDBClient },
+    readonly clients: { events: EventBridgeClient; sqs: SQSClient; dynamo: DynamoDBClient; s3: S3Client },
     readonly resources: LocalPlaneResources,
     readonly emitter: EbsEventEmitter,
     readonly handlers: { replicate: SqsHandler; copyCompleted: SqsHandler },
-    readonly mappings: { replicate: EventSourceMapping; copyCompleted: EventSourceMapping },
+    readonly mappings: {
+      replicate: EventSourceMapping;
+      copyCompleted: EventSourceMapping;
+      register?: EventSourceMapping;
+    },
     readonly sweepHandler: () => Promise<SweepReport>,
     private readonly concurrency: number,
   ) {}
@@ -357,6 +364,7 @@ export class LocalPlane {
     const events = new EventBridgeClient(common);
     const sqs = new SQSClient(common);
     const dynamo = new DynamoDBClient(common);
+    const s3 = new S3Client({ ...common, forcePathStyle: true });
     const config: ReplicationConfig = {
       ledgerTable: `${prefix}-ledger`,
       sourceRegions: [primaryRegion],
@@ -366,15 +374,20 @@ export class LocalPlane {
       excludeTags: {},
       maxCopyAttempts: DEFAULTS.maxCopyAttempts,
       stuckAfterMinutes: DEFAULTS.stuckAfterMinutes,
+      rpoTargetMinutes: DEFAULTS.rpoTargetMinutes,
       ...o.config,
     };
     await createLedgerTable(dynamo, config.ledgerTable);
     const resources = await createEventPlumbing(events, sqs, prefix);
+    const backupQueue = config.velero
+      ? await createVeleroBucket(s3, events, sqs, prefix, config.velero, failoverRegion)
+      : undefined;
     const emitter = new EbsEventEmitter(events, failoverRegion, o.copyDelayMs ?? 20);
     const logLevel = o.logLevel ?? "WARN";
     const rt = makeRuntime(config, {
       ec2: { endpoint: o.endpoint, credentials: LOCAL_CREDENTIALS },
       dynamo,
+      s3,
       onEc2Client: (client, region) => {
         if (region === failoverRegion) emitter.attach(client, o.fault);
         else if (o.fault) EbsEventEmitter.faults(client, o.fault);
@@ -389,7 +402,7 @@ export class LocalPlane {
     const handlers = { replicate: makeReplicateHandler(rt), copyCompleted: makeCopyCompletedHandler(rt) };
     return new LocalPlane(
       rt,
-      { events, sqs, dynamo },
+      { events, sqs, dynamo, s3 },
       resources,
       emitter,
       handlers,
@@ -408,15 +421,31 @@ export class LocalPlane {
           failoverRegion,
           handlers.copyCompleted,
         ),
+        ...(backupQueue
+          ? {
+              register: new EventSourceMapping(
+                sqs,
+                backupQueue,
+                "register",
+                failoverRegion,
+                makeRegisterHandler(rt),
+              ),
+            }
+          : {}),
       },
       () => sweep(undefined, lambdaContext("sweep", failoverRegion)),
       o.concurrency ?? 2,
     );
   }
 
+  private allMappings(): EventSourceMapping[] {
+    const { replicate, copyCompleted, register } = this.mappings;
+    return register ? [replicate, copyCompleted, register] : [replicate, copyCompleted];
+  }
+
   /** One round: every mapping polls `concurrency` times in parallel. Returns messages handled. */
   async pump(): Promise<number> {
-    const polls = [this.mappings.replicate, this.mappings.copyCompleted].flatMap((m) =>
+    const polls = this.allMappings().flatMap((m) =>
       Array.from({ length: this.concurrency }, () => m.pollOnce()),
     );
     return (await Promise.all(polls)).reduce((a, b) => a + b, 0);

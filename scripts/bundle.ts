@@ -35,6 +35,7 @@ const HANDLER_ENV: Record<string, string> = {
     excludeTags: {},
     maxCopyAttempts: 3,
     stuckAfterMinutes: 60,
+    rpoTargetMinutes: 60,
   }),
   POWERTOOLS_SERVICE_NAME: "velero-dr",
   POWERTOOLS_METRICS_NAMESPACE: "VeleroDR",

@@ -5,11 +5,20 @@ import {
   GetCommand,
   PutCommand,
   paginateQuery,
+  QueryCommand,
   TransactWriteCommand,
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
+import { type BackupState, type Evaluation, phaseRank } from "../core/backup.js";
 import type { SnapshotRecord, SnapshotStatus } from "../core/model.js";
-import type { Ledger, OpenState, RecordResult, ReleaseOutcome } from "../core/ports.js";
+import type {
+  BackupLedger,
+  Ledger,
+  OpenState,
+  RecordResult,
+  ReleaseOutcome,
+  StoredBackup,
+} from "../core/ports.js";
 
 /**
  * The ledger in one DynamoDB table (single-table design):
@@ -18,7 +27,7 @@ import type { Ledger, OpenState, RecordResult, ReleaseOutcome } from "../core/po
  * |--------------------------|---------------------|----------|-----------------------------------|
  * | a source snapshot        | `SNAP#<snapshot id>`| `SNAP`   | `OPEN` while waiting or copying,  |
  * |                          |                     |          | `BACKUP#<name>` once settled      |
- * | a Velero backup          | `BACKUP#<name>`     | `BACKUP` | -                                 |
+ * | a Velero backup          | `BACKUP#<name>`     | `BACKUP` | `BACKUPS` once registered         |
  * | a volume's lineage lock  | `VOL#<volume id>`   | `LOCK`   | -                                 |
  * | the copy budget counter  | `CONTROL`           | `BUDGET` | -                                 |
  *
@@ -92,7 +101,7 @@ function conditionFailed(err: unknown): boolean {
   );
 }
 
-export class DynamoLedger implements Ledger {
+export class DynamoLedger implements Ledger, BackupLedger {
   constructor(
     private readonly db: DynamoDBDocumentClient,
     private readonly table: string,
@@ -461,4 +470,147 @@ export class DynamoLedger implements Ledger {
     }
     return out;
   }
+
+  // --- Backups ---------------------------------------------------------------------------------
+
+  async registerBackup(b: BackupState): Promise<"updated" | "stale"> {
+    const values: Record<string, unknown> = {
+      ":gsi": BACKUPS,
+      ":sk": `${b.startTimestamp ?? "0"}#${b.name}`,
+      ":name": b.name,
+      ":rank": phaseRank(b.phase),
+      ":modified": b.metadataModified ?? "",
+      ":errors": b.errors,
+      ":warnings": b.warnings,
+    };
+    const sets = [
+      "gsi1pk = :gsi",
+      "gsi1sk = :sk",
+      "#name = :name",
+      "phaseRank = :rank",
+      "metadataModified = :modified",
+    ];
+    sets.push("errors = :errors", "warnings = :warnings");
+    const optional: Array<keyof BackupState> = [
+      "schedule",
+      "storageLocation",
+      "phase",
+      "startTimestamp",
+      "completionTimestamp",
+      "expiration",
+      "volumeSnapshotsAttempted",
+      "expected",
+    ];
+    for (const k of optional) {
+      if (b[k] === undefined) continue;
+      values[`:${k}`] = b[k];
+      sets.push(`${k} = :${k}`);
+    }
+    try {
+      await this.db.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: backupKey(b.name),
+          UpdateExpression: `SET ${sets.join(", ")}`,
+          // Newer metadata wins; at the same LastModified (one-second resolution) the more final phase
+          // wins. Fields a read lacks (the snapshot list, before Velero wrote it) are left as they are.
+          ConditionExpression:
+            "attribute_not_exists(metadataModified) OR metadataModified < :modified OR " +
+            "(metadataModified = :modified AND phaseRank <= :rank)",
+          ExpressionAttributeNames: { "#name": "name" },
+          ExpressionAttributeValues: values,
+        }),
+      );
+      return "updated";
+    } catch (err) {
+      if (conditionFailed(err)) return "stale";
+      throw err;
+    }
+  }
+
+  async getBackup(name: string): Promise<StoredBackup | undefined> {
+    const out = await this.db.send(
+      new GetCommand({ TableName: this.table, Key: backupKey(name), ConsistentRead: true }),
+    );
+    return out.Item && out.Item.gsi1pk === BACKUPS ? backupFromItem(out.Item) : undefined;
+  }
+
+  async getSnapshots(sourceSnapshotIds: readonly string[]): Promise<Map<string, SnapshotRecord>> {
+    const items = await this.batchGet(
+      [...new Set(sourceSnapshotIds)].map(snapKey),
+      "sourceSnapshotId, sourceRegion, volumeId, backup, startTime, status, tags, attempts, copySnapshotId, reason, completedAt, schedule",
+    );
+    return new Map(items.map((i) => fromItem(i)).map((r) => [r.sourceSnapshotId, r]));
+  }
+
+  async recordVerdict(
+    name: string,
+    e: Evaluation,
+    at: string,
+    published?: { prefix: string },
+  ): Promise<void> {
+    await this.db.send(
+      new UpdateCommand({
+        TableName: this.table,
+        Key: backupKey(name),
+        UpdateExpression:
+          "SET verdict = :v, reason = :r, copied = :c, expectedCount = :n, evaluatedAt = :at" +
+          (published ? ", drReadyAt = if_not_exists(drReadyAt, :at), failoverPrefix = :p" : ""),
+        ConditionExpression: "gsi1pk = :gsi",
+        ExpressionAttributeValues: {
+          ":v": e.verdict,
+          ":r": e.reason,
+          ":c": e.copied,
+          ":n": e.expectedCount,
+          ":at": at,
+          ":gsi": BACKUPS,
+          ...(published ? { ":p": published.prefix } : {}),
+        },
+      }),
+    );
+  }
+
+  async listBackups(limit = 50): Promise<StoredBackup[]> {
+    const out = await this.db.send(
+      new QueryCommand({
+        TableName: this.table,
+        IndexName: INDEX,
+        KeyConditionExpression: "gsi1pk = :pk",
+        ExpressionAttributeValues: { ":pk": BACKUPS },
+        ScanIndexForward: false,
+        Limit: limit,
+      }),
+    );
+    return (out.Items ?? []).map(backupFromItem);
+  }
+}
+
+const BACKUPS = "BACKUPS";
+
+function backupFromItem(item: Item): StoredBackup {
+  const b: StoredBackup = {
+    name: String(item.name ?? ""),
+    errors: typeof item.errors === "number" ? item.errors : 0,
+    warnings: typeof item.warnings === "number" ? item.warnings : 0,
+  };
+  const strings = [
+    "schedule",
+    "storageLocation",
+    "phase",
+    "startTimestamp",
+    "completionTimestamp",
+    "expiration",
+    "metadataModified",
+    "verdict",
+    "reason",
+    "evaluatedAt",
+    "drReadyAt",
+    "failoverPrefix",
+  ] as const;
+  for (const k of strings) if (typeof item[k] === "string") (b as unknown as Item)[k] = item[k];
+  for (const k of ["volumeSnapshotsAttempted", "copied", "expectedCount"] as const) {
+    if (typeof item[k] === "number") (b as unknown as Item)[k] = item[k];
+  }
+  if (Array.isArray(item.expected)) b.expected = item.expected as StoredBackup["expected"];
+  return b;
 }

@@ -5,7 +5,7 @@ import middy from "@middy/core";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
 import { errorMessage } from "../core/errors.js";
 import type { AdmitReport } from "../core/plane.js";
-import { METRIC, publishAdmit, publishCopyOutcome } from "./metrics.js";
+import { METRIC, publishAdmit, publishCopyOutcome, publishReady } from "./metrics.js";
 import type { Runtime } from "./runtime.js";
 import { accountOf, type MessageOutcome, parseMessage, toBatchResponse } from "./sqs.js";
 
@@ -21,6 +21,7 @@ export async function processCopyMessages(
   const { plane, logger, metrics } = rt;
   const outcomes: MessageOutcome[] = [];
   let freed = false;
+  const settledBackups = new Set<string>();
   for (const record of records) {
     const { messageId } = record;
     const parsed = parseMessage(record, rt.config.accountId ?? account);
@@ -44,6 +45,7 @@ export async function processCopyMessages(
         outcomes.push({ messageId, outcome: "ignored", reason: o.reason });
       } else {
         freed ||= o.status !== "flagged";
+        if (o.status === "completed" || o.status === "failed") settledBackups.add(o.record.backup);
         logger.info("copy settled", { messageId, copySnapshotId: ev.snapshotId, status: o.status });
         outcomes.push({ messageId, outcome: o.status === "completed" ? "completed" : "settled" });
       }
@@ -53,12 +55,31 @@ export async function processCopyMessages(
     }
   }
   metrics.addMetric(METRIC.copyEventsProcessed, MetricUnit.Count, outcomes.length);
-  if (!freed) return { outcomes };
-  try {
-    return { outcomes, admit: await plane.admit() };
-  } catch (err) {
-    logger.error("admitting copies failed; the sweep will retry", { error: errorMessage(err) });
-    return { outcomes };
+  let admit: AdmitReport | undefined;
+  if (freed) {
+    try {
+      admit = await plane.admit();
+    } catch (err) {
+      logger.error("admitting copies failed; the sweep will retry", { error: errorMessage(err) });
+    }
+  }
+  await evaluateBackups(rt, settledBackups);
+  return { outcomes, ...(admit ? { admit } : {}) };
+}
+
+/**
+ * A settled copy may complete its backup: judge those backups now rather than at the next sweep.
+ * Failures are logged, not retried here: the ledger holds the copies and the sweep re-evaluates.
+ */
+export async function evaluateBackups(rt: Runtime, backups: Iterable<string>): Promise<void> {
+  if (!rt.registry) return;
+  for (const backup of backups) {
+    try {
+      const e = await rt.registry.evaluate(backup);
+      if (e?.replicationLagSeconds !== undefined) publishReady(rt.metrics, e.replicationLagSeconds);
+    } catch (err) {
+      rt.logger.error("backup evaluation failed; the sweep will retry", { backup, error: errorMessage(err) });
+    }
   }
 }
 

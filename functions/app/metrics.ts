@@ -19,6 +19,7 @@ export const METRIC = {
   settledWithoutEvent: "CopiesSettledWithoutEvent",
   discoveredWithoutEvent: "SnapshotsDiscoveredWithoutEvent",
   copyEventsProcessed: "CopyEventsProcessed",
+  backupEvents: "BackupEventsProcessed",
   eventsRejected: "EventsRejected",
   snapshotsSkipped: "SnapshotsSkipped",
   snapshotsRecorded: "SnapshotsRecorded",
@@ -60,4 +61,9 @@ export function publishSweep(metrics: Metrics, r: SweepReport): void {
     r.completedWithoutEvent + r.failedWithoutEvent,
   );
   publishAdmit(metrics, r.admit);
+}
+
+/** A backup just became DR-ready: how long after Velero completed it. */
+export function publishReady(metrics: Metrics, replicationLagSeconds: number): void {
+  metrics.addMetric("BackupReplicationLag", MetricUnit.Seconds, replicationLagSeconds);
 }

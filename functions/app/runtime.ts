@@ -2,12 +2,16 @@ import { Logger } from "@aws-lambda-powertools/logger";
 import { Metrics } from "@aws-lambda-powertools/metrics";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { EC2Client, type EC2ClientConfig } from "@aws-sdk/client-ec2";
+import { S3Client } from "@aws-sdk/client-s3";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { DynamoLedger } from "../adapters/dynamo-ledger.js";
 import { type Ec2ClientFor, Ec2SnapshotCopier, Ec2SourceSnapshots } from "../adapters/ec2.js";
+import { S3VeleroBucket } from "../adapters/s3-velero.js";
 import { loadConfig, type ReplicationConfig } from "../core/config.js";
 import { type PlaneDeps, ReplicationPlane } from "../core/plane.js";
 import type { Clock } from "../core/ports.js";
+import { BackupRegistry, type VeleroCodec } from "../core/registry.js";
+import { veleroCodec } from "./velero-codec.js";
 
 /** Everything a handler needs, built once per container (cold start) and reused. */
 export interface Runtime {
@@ -15,6 +19,8 @@ export interface Runtime {
   plane: ReplicationPlane;
   ledger: DynamoLedger;
   copier: Ec2SnapshotCopier;
+  /** Backup registration and DR-readiness; present when Velero's bucket is configured. */
+  registry?: BackupRegistry;
   logger: Logger;
   metrics: Metrics;
   clock: Clock;
@@ -26,6 +32,8 @@ export interface RuntimeOptions {
   /** Called on every EC2 client once created (tests and local mode add SDK middleware here). */
   onEc2Client?: (client: EC2Client, region: string) => void;
   dynamo?: DynamoDBClient;
+  s3?: S3Client;
+  codec?: VeleroCodec;
   clock?: Clock;
   random?: () => number;
   logger?: Logger;
@@ -65,7 +73,29 @@ export function makeRuntime(config: ReplicationConfig, options: RuntimeOptions =
     log: logger,
     ...(options.random ? { random: options.random } : {}),
   };
-  return { config, plane: new ReplicationPlane(deps, config), ledger, copier, logger, metrics, clock };
+  const rt: Runtime = {
+    config,
+    plane: new ReplicationPlane(deps, config),
+    ledger,
+    copier,
+    logger,
+    metrics,
+    clock,
+  };
+  if (config.velero) {
+    const s3 = options.s3 ?? new S3Client({ region: config.failoverRegion });
+    rt.registry = new BackupRegistry(
+      {
+        ledger,
+        bucket: new S3VeleroBucket(s3, config.velero),
+        codec: options.codec ?? veleroCodec(config),
+        clock,
+        log: logger,
+      },
+      { allowedWarnings: config.velero.allowedWarnings },
+    );
+  }
+  return rt;
 }
 
 /** The Lambda cold start: validate the environment (failing fast with the variable's name), then wire. */

@@ -10,6 +10,10 @@ export function makeSweepHandler(rt: Runtime) {
   return middy(async (): Promise<SweepReport> => {
     const report = await rt.plane.sweep();
     publishSweep(rt.metrics, report);
+    if (rt.registry) {
+      const backups = await rt.registry.evaluateOpen();
+      rt.logger.info("backups evaluated", backups);
+    }
     rt.logger.info("sweep done", {
       ...report,
       admit: { ...report.admit, admitted: report.admit.admitted.length },

@@ -28,6 +28,27 @@ export interface ReplicationConfig {
   stuckAfterMinutes: number;
   /** Only events from this account are accepted (optional; defaults to the function's account). */
   accountId?: string;
+  /** Recovery point objective: RecoveryPointAge above this raises the alarm. */
+  rpoTargetMinutes: number;
+  /** Velero's bucket and the failover metadata settings; backup registration is off without them. */
+  velero?: VeleroConfig;
+}
+
+/** Where Velero keeps its metadata (the bucket lives in the failover region) and how to publish a DR-ready copy. */
+export interface VeleroConfig {
+  bucket: string;
+  /** The BackupStorageLocation's prefix in the bucket ("" for none). */
+  prefix: string;
+  /** Prefix, in the same bucket, that the standby cluster's read-only BackupStorageLocation reads. */
+  failoverPrefix: string;
+  /** Source availability zone -> failover availability zone. */
+  zoneMap: Record<string, string>;
+  /** Failover zone for source zones missing from the map (optional). */
+  defaultZone?: string;
+  /** Warnings a DR-ready backup may carry (default 0). */
+  allowedWarnings: number;
+  /** Also write the CloudBees fork's combined `SRC/snap;DST/snap` snapshot ids. */
+  combinedIds: boolean;
 }
 
 /** Documented defaults. 16 of AWS's 20 concurrent copies leaves room for other tools. */
@@ -35,6 +56,7 @@ export const DEFAULTS = {
   copyBudget: 16,
   maxCopyAttempts: 3,
   stuckAfterMinutes: 60,
+  rpoTargetMinutes: 60,
 } as const;
 
 /** AWS's hard limit on concurrent snapshot copies per destination region. */
@@ -56,6 +78,14 @@ export const ENV = {
   maxCopyAttempts: "MAX_COPY_ATTEMPTS",
   stuckAfterMinutes: "STUCK_AFTER_MINUTES",
   accountId: "SOURCE_ACCOUNT_ID",
+  veleroBucket: "VELERO_BUCKET",
+  veleroPrefix: "VELERO_PREFIX",
+  failoverPrefix: "FAILOVER_PREFIX",
+  zoneMap: "ZONE_MAP",
+  defaultZone: "DEFAULT_ZONE",
+  allowedWarnings: "ALLOWED_WARNINGS",
+  combinedIds: "COMBINED_SNAPSHOT_IDS",
+  rpoTargetMinutes: "RPO_TARGET_MINUTES",
 } as const;
 
 type Env = Record<string, string | undefined>;
@@ -142,11 +172,60 @@ export function loadConfig(env: Env): ReplicationConfig {
     excludeTags: parseTagList(ENV.excludeTags, env[ENV.excludeTags]),
     maxCopyAttempts: integer(env, ENV.maxCopyAttempts, 1, 20, DEFAULTS.maxCopyAttempts) as number,
     stuckAfterMinutes: integer(env, ENV.stuckAfterMinutes, 5, 2880, DEFAULTS.stuckAfterMinutes) as number,
+    rpoTargetMinutes: integer(env, ENV.rpoTargetMinutes, 1, 10_080, DEFAULTS.rpoTargetMinutes) as number,
   };
   if (kmsKeyId !== undefined) config.kmsKeyId = kmsKeyId;
   if (completionDurationMinutes !== undefined) config.completionDurationMinutes = completionDurationMinutes;
   if (accountId !== undefined) config.accountId = accountId;
+  const velero = loadVeleroConfig(env, failoverRegion);
+  if (velero) config.velero = velero;
   return config;
+}
+
+const ZONE_PATTERN = /^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}[a-z]$/;
+const prefixOf = (p: string) => p.replace(/^\/+|\/+$/g, "");
+
+/** The Velero settings, or undefined when VELERO_BUCKET is not set (registration off). */
+function loadVeleroConfig(env: Env, failoverRegion: string): VeleroConfig | undefined {
+  const bucket = optional(env, ENV.veleroBucket);
+  if (bucket === undefined) return undefined;
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
+    throw new ConfigError(`${ENV.veleroBucket} is not a valid bucket name: "${bucket}"`);
+  }
+  const zoneMap = parseTagList(ENV.zoneMap, required(env, ENV.zoneMap));
+  const inFailover = (name: string, zone: string) => {
+    if (!ZONE_PATTERN.test(zone) || !zone.startsWith(failoverRegion)) {
+      throw new ConfigError(
+        `${name} must name zones of the failover region ${failoverRegion}, got "${zone}"`,
+      );
+    }
+    return zone;
+  };
+  for (const [from, to] of Object.entries(zoneMap)) {
+    if (!ZONE_PATTERN.test(from))
+      throw new ConfigError(`${ENV.zoneMap} has an invalid source zone "${from}"`);
+    inFailover(ENV.zoneMap, to);
+  }
+  const defaultZone = optional(env, ENV.defaultZone);
+  const prefix = prefixOf(optional(env, ENV.veleroPrefix) ?? "");
+  const failoverPrefix = prefixOf(optional(env, ENV.failoverPrefix) ?? "failover");
+  if (failoverPrefix === prefix) {
+    throw new ConfigError(`${ENV.failoverPrefix} must differ from ${ENV.veleroPrefix} ("${prefix}")`);
+  }
+  const combined = optional(env, ENV.combinedIds) ?? "false";
+  if (combined !== "true" && combined !== "false") {
+    throw new ConfigError(`${ENV.combinedIds} must be true or false, got "${combined}"`);
+  }
+  const v: VeleroConfig = {
+    bucket,
+    prefix,
+    failoverPrefix,
+    zoneMap,
+    allowedWarnings: integer(env, ENV.allowedWarnings, 0, 1_000_000, 0) as number,
+    combinedIds: combined === "true",
+  };
+  if (defaultZone !== undefined) v.defaultZone = inFailover(ENV.defaultZone, defaultZone);
+  return v;
 }
 
 /** The inverse of loadConfig: the environment a function needs for this configuration. */
@@ -158,6 +237,7 @@ export function configToEnv(c: ReplicationConfig): Record<string, string> {
     [ENV.copyBudget]: String(c.copyBudget),
     [ENV.maxCopyAttempts]: String(c.maxCopyAttempts),
     [ENV.stuckAfterMinutes]: String(c.stuckAfterMinutes),
+    [ENV.rpoTargetMinutes]: String(c.rpoTargetMinutes),
   };
   const tags = (t: Record<string, string>) =>
     Object.entries(t)
@@ -168,5 +248,14 @@ export function configToEnv(c: ReplicationConfig): Record<string, string> {
   if (c.kmsKeyId) env[ENV.kmsKeyId] = c.kmsKeyId;
   if (c.completionDurationMinutes) env[ENV.completionDurationMinutes] = String(c.completionDurationMinutes);
   if (c.accountId) env[ENV.accountId] = c.accountId;
+  if (c.velero) {
+    env[ENV.veleroBucket] = c.velero.bucket;
+    if (c.velero.prefix) env[ENV.veleroPrefix] = c.velero.prefix;
+    env[ENV.failoverPrefix] = c.velero.failoverPrefix;
+    env[ENV.zoneMap] = tags(c.velero.zoneMap);
+    if (c.velero.defaultZone) env[ENV.defaultZone] = c.velero.defaultZone;
+    env[ENV.allowedWarnings] = String(c.velero.allowedWarnings);
+    env[ENV.combinedIds] = String(c.velero.combinedIds);
+  }
   return env;
 }

@@ -29,3 +29,15 @@ export const COPY_EVENT_PATTERNS = {
     "detail-type": ["EBS Copy Snapshot Missed Completion Duration"],
   },
 } as const;
+
+/** In the failover region's default bus: Velero's bucket changing (EventBridge notifications on). */
+export function bucketEventPattern(bucket: string, prefix: string) {
+  return {
+    source: ["aws.s3"],
+    "detail-type": ["Object Created", "Object Deleted"],
+    detail: {
+      bucket: { name: [bucket] },
+      object: { key: [{ prefix: `${prefix ? `${prefix}/` : ""}backups/` }] },
+    },
+  };
+}

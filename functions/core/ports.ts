@@ -1,3 +1,4 @@
+import type { BackupState, Evaluation } from "./backup.js";
 import type { SnapshotRecord, SourceSnapshot, Tags } from "./model.js";
 
 /** What the replication plane needs from the outside world. Adapters implement these with AWS SDK v3. */
@@ -107,4 +108,53 @@ export interface SourceSnapshots {
   describe(region: string, snapshotIds: readonly string[]): Promise<SourceSnapshot[]>;
   /** Completed snapshots carrying Velero's backup tag that started at or after `since`. */
   listVelero(region: string, since: Date): Promise<SourceSnapshot[]>;
+}
+
+/** A backup as stored: its Velero metadata plus the pipeline's verdict. */
+export interface StoredBackup extends BackupState {
+  verdict?: Evaluation["verdict"];
+  reason?: string;
+  copied?: number;
+  expectedCount?: number;
+  evaluatedAt?: string;
+  /** When the failover metadata was published and the backup declared DR-ready. */
+  drReadyAt?: string;
+  failoverPrefix?: string;
+}
+
+/** The backups half of the ledger (same table: one item per backup). */
+export interface BackupLedger {
+  /**
+   * Stores what the bucket says of a backup, unless the ledger already holds a newer or more final
+   * copy of `velero-backup.json` (events and reads arrive in any order; the ledger converges).
+   */
+  registerBackup(b: BackupState): Promise<"updated" | "stale">;
+  getBackup(name: string): Promise<StoredBackup | undefined>;
+  /** Snapshot records by source snapshot id (missing ones omitted). */
+  getSnapshots(sourceSnapshotIds: readonly string[]): Promise<Map<string, SnapshotRecord>>;
+  recordVerdict(name: string, e: Evaluation, at: string, published?: { prefix: string }): Promise<void>;
+  /** Registered backups, newest first. */
+  listBackups(limit?: number): Promise<StoredBackup[]>;
+}
+
+/** The files of one backup in Velero's bucket. */
+export interface VeleroBackupFiles {
+  backupJson: unknown;
+  /** LastModified of velero-backup.json (ISO). */
+  modified: string;
+  /** The parsed `<name>-volumesnapshots.json.gz`, when it exists yet. */
+  volumeSnapshots?: unknown;
+}
+
+/** Velero's bucket (in the failover region). */
+export interface VeleroBucket {
+  /** The backup's current metadata, or undefined when velero-backup.json does not exist (deleted). */
+  read(name: string): Promise<VeleroBackupFiles | undefined>;
+  /**
+   * Writes the failover copy of a backup: every file of it under the failover prefix, the given
+   * ones replaced, velero-backup.json last (its presence is what Velero's sync looks for).
+   */
+  publish(name: string, replaced: Record<string, Uint8Array>): Promise<{ prefix: string; objects: number }>;
+  /** Every file of the backup (name -> bytes), for the rewrite. */
+  files(name: string): Promise<Record<string, Uint8Array>>;
 }

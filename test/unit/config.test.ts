@@ -288,6 +288,16 @@ describe("configToEnv", () => {
       maxCopyAttempts: 5,
       stuckAfterMinutes: 90,
       accountId: "111122223333",
+      rpoTargetMinutes: 30,
+      velero: {
+        bucket: "velero-backups-dr",
+        prefix: "cluster-a",
+        failoverPrefix: "failover",
+        zoneMap: { "us-east-1a": "us-west-2a", "us-east-1b": "us-west-2b" },
+        defaultZone: "us-west-2c",
+        allowedWarnings: 1,
+        combinedIds: true,
+      },
     };
     // act
     const back = loadConfig(configToEnv(c));

@@ -134,7 +134,7 @@ export function recoveryPoint(
   let best: { backup: string; startTimestamp: string } | undefined;
   for (const b of ready) {
     if (!b.startTimestamp) continue;
-    if (!best || b.startTimestamp > best.startTimestamp)
+    if (!best || Date.parse(b.startTimestamp) > Date.parse(best.startTimestamp))
       best = { backup: b.name, startTimestamp: b.startTimestamp };
   }
   if (!best) return undefined;

@@ -28,15 +28,8 @@ describe("backup registration converges whatever the order", () => {
   it("every order of the three reads of Velero's writes (JSON, snapshot list, final JSON) ends Completed with its snapshots", async () => {
     // arrange: the bucket as it is after each of Velero's three writes, read through the adapter
     const { plane, primary } = await makePlane(moto(), { config: { velero: VELERO } });
-    const registry = plane.rt.registry as BackupRegistry;
-    const bucket = (
-      registry as unknown as {
-        deps: {
-          bucket: import("../../functions/core/ports.js").VeleroBucket;
-          codec: import("../../functions/core/registry.js").VeleroCodec;
-        };
-      }
-    ).deps;
+    const bucket = new S3VeleroBucket(plane.clients.s3, VELERO);
+    const codec = veleroCodec(plane.rt.config);
     await primary.addControllers(3);
     const name = "cbci-dr-20261127120000";
     const snaps = await primary.takeBackup(name, { schedule: "cbci-dr", emit: false });

@@ -8,6 +8,8 @@ import { pathToFileURL } from "node:url";
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { errorMessage, InvalidEventError } from "../functions/core/errors.js";
 import { classifyEvent, EVENT_MAX_BYTES } from "../functions/core/events.js";
+import { statusCommand } from "./status.js";
+import { veleroRewrite } from "./velero.js";
 
 export const EXIT = { ok: 0, failure: 1, invalidInput: 2, usage: 64 } as const;
 
@@ -62,6 +64,8 @@ export const commands: Command[] = [
       }
     },
   },
+  veleroRewrite,
+  statusCommand,
 ];
 
 const line = (c: Command) => ["dr", ...c.path, ...(c.args ? [c.args] : [])].join(" ");

@@ -1,57 +1,50 @@
 import type { BackupState, ExpectedSnapshot } from "../core/backup.js";
 import type { ReplicationConfig } from "../core/config.js";
-import { DrError } from "../core/errors.js";
 import type { VeleroCodec } from "../core/registry.js";
+import { parseVeleroBackup, parseVolumeSnapshots, rewriteBackupFileSet } from "../core/velero.js";
 
-const str = (v: unknown) => (typeof v === "string" && v ? v : undefined);
-const num = (v: unknown) => (typeof v === "number" ? v : undefined);
-const obj = (v: unknown): Record<string, unknown> =>
-  typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
-
-/** Velero's file formats, for the registry. (Provisional: replaced by functions/core/velero.ts.) */
-export function veleroCodec(_config: ReplicationConfig): VeleroCodec {
+/**
+ * Velero's file formats, for the registry: what a backup's files say (functions/core/velero.ts
+ * parses them the way Velero does), and the failover copy's rewritten files.
+ */
+export function veleroCodec(config: ReplicationConfig): VeleroCodec {
+  const velero = config.velero;
   return {
     toState(name, files) {
-      const b = obj(files.backupJson);
-      if (b.kind !== "Backup") throw new DrError(`backups/${name}/velero-backup.json is not a Velero Backup`);
-      const meta = obj(b.metadata);
-      const spec = obj(b.spec);
-      const status = obj(b.status);
-      const labels = obj(meta.labels);
-      const state: BackupState = {
-        name,
-        errors: num(status.errors) ?? 0,
-        warnings: num(status.warnings) ?? 0,
-      };
-      const set = <K extends keyof BackupState>(k: K, v: BackupState[K] | undefined) => {
-        if (v !== undefined) state[k] = v;
-      };
-      set("schedule", str(labels["velero.io/schedule-name"]));
-      set("storageLocation", str(spec.storageLocation));
-      set("phase", str(status.phase));
-      set("startTimestamp", str(status.startTimestamp));
-      set("completionTimestamp", str(status.completionTimestamp));
-      set("expiration", str(status.expiration));
-      set("volumeSnapshotsAttempted", num(status.volumeSnapshotsAttempted));
-      if (Array.isArray(files.volumeSnapshots)) {
-        state.expected = files.volumeSnapshots.map((r): ExpectedSnapshot => {
-          const rs = obj(obj(r).spec);
-          const st = obj(obj(r).status);
+      const b = parseVeleroBackup(files.backupJson);
+      const state: BackupState = { name, errors: b.errors, warnings: b.warnings };
+      if (b.schedule) state.schedule = b.schedule;
+      if (b.storageLocation) state.storageLocation = b.storageLocation;
+      if (b.phase) state.phase = b.phase;
+      if (b.startTimestamp) state.startTimestamp = b.startTimestamp;
+      if (b.completionTimestamp) state.completionTimestamp = b.completionTimestamp;
+      if (b.expiration) state.expiration = b.expiration;
+      state.volumeSnapshotsAttempted = b.volumeSnapshotsAttempted;
+      if (files.volumeSnapshots !== undefined) {
+        state.expected = parseVolumeSnapshots(files.volumeSnapshots).flatMap((r): ExpectedSnapshot[] => {
+          if (!r.providerSnapshotID) return [];
           const e: ExpectedSnapshot = {
-            pvName: str(rs.persistentVolumeName) ?? "",
-            sourceSnapshotId: str(st.providerSnapshotID) ?? "",
+            pvName: r.persistentVolumeName,
+            sourceSnapshotId: r.providerSnapshotID,
           };
-          const volumeId = str(rs.providerVolumeID);
-          const az = str(rs.volumeAZ);
-          if (volumeId) e.volumeId = volumeId;
-          if (az) e.volumeAZ = az;
-          return e;
+          if (r.providerVolumeID) e.volumeId = r.providerVolumeID;
+          if (r.volumeAZ) e.volumeAZ = r.volumeAZ;
+          return [e];
         });
       }
       return state;
     },
-    rewrite() {
-      throw new DrError("failover metadata rewrite is not wired yet");
+    rewrite(_name, files, copyOf) {
+      if (!velero) throw new Error("the Velero settings are required to publish failover metadata");
+      const sourceRegion = config.sourceRegions[0] ?? "";
+      return rewriteBackupFileSet(files, {
+        copyOf,
+        zoneMap: velero.zoneMap,
+        ...(velero.defaultZone ? { defaultZone: velero.defaultZone } : {}),
+        sourceRegion,
+        failoverRegion: config.failoverRegion,
+        combinedIds: velero.combinedIds,
+      }).replaced;
     },
   };
 }

@@ -100,7 +100,7 @@ describe("dr router", () => {
     // arrange
     const argvs = [
       [],
-      ["status"],
+      ["failover"],
       ["event", "explode"],
       ["event", "classify", "--bogus"],
       ["event", "classify", "x"],

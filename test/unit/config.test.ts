@@ -82,8 +82,9 @@ describe("loadConfig: defaults", () => {
       excludeTags: {},
       maxCopyAttempts: 3,
       stuckAfterMinutes: 60,
+      rpoTargetMinutes: 60,
     });
-    expect(DEFAULTS).toEqual({ copyBudget: 16, maxCopyAttempts: 3, stuckAfterMinutes: 60 });
+    expect(DEFAULTS).toEqual({ copyBudget: 16, maxCopyAttempts: 3, stuckAfterMinutes: 60, rpoTargetMinutes: 60 });
   });
 
   it("treats blank optional variables as unset", () => {
@@ -320,6 +321,7 @@ describe("configToEnv", () => {
         ENV.copyBudget,
         ENV.maxCopyAttempts,
         ENV.stuckAfterMinutes,
+        ENV.rpoTargetMinutes,
       ].sort(),
     );
   });

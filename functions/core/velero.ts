@@ -1,0 +1,778 @@
+/**
+ * Velero's backup files, parsed at the edge, and the rewrite that makes a backup restorable by STOCK
+ * Velero + velero-plugin-for-aws in the failover region from copies of its EBS snapshots.
+ *
+ * ## What Velero reads at restore (sources read: vmware-tanzu/velero and velero-plugin-for-aws)
+ * - pkg/persistence/object_store_layout.go, object_store.go: a backup is `backups/<name>/` with
+ *   `velero-backup.json`, `<name>.tar.gz`, `<name>-volumesnapshots.json.gz`, `<name>-volumeinfo.json.gz`
+ *   (1.13+) and others; the `.json.gz` files are gzip JSON read with Go's encoding/json
+ *   (`decode()`), which matches keys case-insensitively. pkg/controller/backup_controller.go
+ *   (`encodeToJSONGzip`) writes them with `json.NewEncoder`: compact, `<>&` escaped, trailing newline.
+ * - pkg/volume/snapshot.go: a volumesnapshots record is `{spec: {backupName, backupUID, location,
+ *   PersistentVolumeName, providerVolumeID, volumeType, volumeAZ, volumeIOPS}, status:
+ *   {providerSnapshotID, phase}}`. Note `PersistentVolumeName`: its struct tag is malformed
+ *   (`json:persistentVolumeName`, unquoted), so Go writes the field name, capitalised. We read keys
+ *   as Go does (case-insensitive, last wins) and write values back under the key the file used.
+ * - pkg/restore/restore.go (restoreItem): a PV with a snapshot record goes through
+ *   `pvRestorer.executePVAction` *before* restore item actions and resource modifiers run.
+ *   pkg/restore/pv_restorer.go (getSnapshotInfo): the FIRST record whose PersistentVolumeName is the
+ *   PV's name wins; the VolumeSnapshotLocation named `spec.location` is fetched from the restoring
+ *   cluster; then `CreateVolumeFromSnapshot(status.providerSnapshotID, spec.volumeType,
+ *   spec.volumeAZ, spec.volumeIOPS)` and `SetVolumeID(pv, newVolumeID)`.
+ * - velero-plugin-for-aws/volume_snapshotter.go: CreateVolumeFromSnapshot describes the snapshot by
+ *   id (in the VSL's region) and creates the volume in `volumeAZ` (IOPS only for io1/io2).
+ *   SetVolumeID sets `spec.csi.volumeHandle` for `ebs.csi.aws.com` PVs, and for in-tree PVs
+ *   `spec.awsElasticBlockStore.volumeID = aws://<failure-domain.beta.kubernetes.io/zone label>/<id>`
+ *   (the bare id when the label is absent). It touches no label and no nodeAffinity.
+ * - pkg/backup/item_backupper.go: each item is in the tarball twice,
+ *   `resources/persistentvolumes/cluster/<pv>.json` and
+ *   `resources/persistentvolumes/v1-preferredversion/cluster/<pv>.json` (the one restore reads
+ *   depends on the API-group-versions feature), so both are rewritten.
+ * - internal/volume/volumes_information.go: a volumeinfo entry is `{pvcName, pvcNamespace, pvName,
+ *   backupMethod, ..., nativeSnapshotInfo: {snapshotHandle (= providerSnapshotID), volumeType,
+ *   volumeAZ, iops (a string), Phase}, pvInfo: {reclaimPolicy, labels (the PV's)}}`; restore picks
+ *   the PV's method from it and `velero backup describe` shows the snapshot ids from it.
+ * - pkg/controller/backup_sync_controller.go: the standby cluster's sync overwrites
+ *   `spec.storageLocation` (and its label) with its own BSL's name, so velero-backup.json is kept
+ *   byte for byte.
+ *
+ * ## The rewrite
+ * volumesnapshots: `status.providerSnapshotID` -> the copy's id (or the CloudBees fork's
+ * `SRC_REGION/snap-src;DST_REGION/snap-copy`, which only the fork's plugin understands),
+ * `spec.volumeAZ` -> the mapped failover zone; every other field, unknown ones included, kept
+ * (`spec.location` too: the standby cluster needs a VolumeSnapshotLocation of that name whose
+ * region is the failover region, and its BSL must be ReadOnly so its GC never deletes the copies).
+ * volumeinfo: the same id and zone in `nativeSnapshotInfo`, and the zone/region labels in `pvInfo`.
+ * tarball: each PV that has a record is moved to the zone its volume will be created in: the zone and
+ * region labels (`topology.kubernetes.io/*`, `failure-domain.beta.kubernetes.io/*`), `In` terms of
+ * its required nodeAffinity on those keys and on `topology.ebs.csi.aws.com/zone`, and an in-tree
+ * `aws://<zone>/vol-...` volumeID prefix (SetVolumeID rebuilds it from the failure-domain label,
+ * which is why that label must already name the failover zone). Other entries are untouched.
+ *
+ * ## Why no restore resource-modifier ConfigMap
+ * The tarball rewrite is necessary and sufficient. Necessary: SetVolumeID reads the in-tree PV's
+ * zone label during executePVAction, before resource modifiers run, and a modifier's JSON patch
+ * cannot write the volumeID itself (the new volume's id is unknown until restore). Sufficient: the
+ * labels and nodeAffinity are plain data in the PV objects we rewrite. A ConfigMap would add
+ * nothing but a step every restore must remember (`--resource-modifier-configmap`), and index-based
+ * patches of nodeSelectorTerms that break on the next PV's shape.
+ */
+
+import { gunzipSync, gzipSync } from "node:zlib";
+import * as z from "zod/mini";
+import { REGION_PATTERN } from "./config.js";
+import { ConfigError, DrError, errorMessage } from "./errors.js";
+import {
+  listTarEntries,
+  replaceTarData,
+  type TarEntry,
+  TarFormatError,
+  tarEntryData,
+} from "./velero-rewrite.js";
+
+/** A Velero file that is not what Velero writes: not JSON, not gzip, not a Backup, a bad record or tarball. */
+export class InvalidBackupError extends DrError {}
+
+/** Records whose source snapshot has no copy in the failover region: restoring them would fail. */
+export class MissingCopyError extends DrError {
+  constructor(readonly missing: readonly { pvName: string; sourceSnapshotId: string }[]) {
+    const list = missing.map((m) => `${m.sourceSnapshotId} (PV ${m.pvName})`);
+    super(
+      missing.length === 1
+        ? `no failover copy of snapshot ${list[0]}`
+        : `no failover copy of ${missing.length} snapshots: ${list.join(", ")}`,
+    );
+  }
+}
+
+/** A volume's zone that the zone map does not cover (and no default zone is set), or of another region. */
+export class UnknownZoneError extends DrError {
+  constructor(
+    message: string,
+    readonly zone: string | null,
+  ) {
+    super(message);
+  }
+}
+
+/** The errors that mean "this backup, with these copies and zones, cannot be rewritten". */
+export const isRewriteInputError = (err: unknown): err is DrError =>
+  err instanceof InvalidBackupError || err instanceof MissingCopyError || err instanceof UnknownZoneError;
+
+export const SNAPSHOT_ID = /^snap-[0-9a-f]{8,17}$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
+
+export const ZONE_KEYS = [
+  "topology.kubernetes.io/zone",
+  "failure-domain.beta.kubernetes.io/zone",
+  "topology.ebs.csi.aws.com/zone",
+] as const;
+export const REGION_KEYS = [
+  "topology.kubernetes.io/region",
+  "failure-domain.beta.kubernetes.io/region",
+] as const;
+const IN_TREE_VOLUME_ID = /^aws:\/\/[^/]*\//;
+const PV_ENTRY = /^(?:\.\/)?resources\/persistentvolumes\/(?:[^/]+\/)?cluster\/[^/]+\.json$/;
+
+// ---------------------------------------------------------------------------------------------
+// Reading JSON the way Go's encoding/json does
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** Keys of `o` that Go would decode into field `name` (case-insensitive; the last one wins). */
+const goKeys = (o: Obj, name: string) => Object.keys(o).filter((k) => k.toLowerCase() === name.toLowerCase());
+const goGet = (o: Obj, name: string): unknown => {
+  const keys = goKeys(o, name);
+  const last = keys[keys.length - 1];
+  return last === undefined ? undefined : o[last];
+};
+/** Sets field `name` under every key Go would read it from, or adds it under `name`. */
+function goSet(o: Obj, name: string, value: unknown): void {
+  const keys = goKeys(o, name);
+  if (keys.length === 0) o[name] = value;
+  for (const k of keys) o[k] = value;
+}
+
+/** A zod object over Go's view of a JSON object: each field read as Go would read it. */
+function goObject<S extends Record<string, z.core.$ZodType>>(shape: S) {
+  const names = Object.keys(shape);
+  return z.pipe(
+    z.transform((v: unknown) => {
+      if (!isObj(v)) return v;
+      const view: Obj = {};
+      for (const n of names) {
+        const value = goGet(v, n);
+        if (value !== undefined) view[n] = value;
+      }
+      return view;
+    }),
+    z.object(shape),
+  );
+}
+
+const maybe = <T extends z.core.$ZodType>(s: T) => z.optional(z.nullable(s));
+const text = z.string();
+const nonEmpty = z.string().check(z.minLength(1, { error: "must not be empty" }));
+const count = z.number().check(z.int(), z.gte(0, { error: "must be a whole number >= 0" }));
+const time = z.pipe(
+  z.string(),
+  z.transform((s: string, ctx) => {
+    const ms = RFC3339.test(s) ? Date.parse(s) : Number.NaN;
+    if (!Number.isNaN(ms)) return new Date(ms).toISOString();
+    ctx.issues.push({ code: "custom", message: `is not an RFC 3339 time: ${JSON.stringify(s)}`, input: s });
+    return z.NEVER;
+  }),
+);
+
+function typeName(value: unknown): string {
+  return value === null ? "null" : Array.isArray(value) ? "array" : typeof value;
+}
+
+const messages: z.core.$ZodErrorMap = (issue) => {
+  if (issue.code === "invalid_type") {
+    if (issue.input === undefined) return "is required";
+    const expected = issue.expected === "record" ? "object" : issue.expected;
+    return `must be ${/^[aeiou]/.test(expected) ? "an" : "a"} ${expected}, got ${typeName(issue.input)}`;
+  }
+  if (issue.code === "invalid_value")
+    return `must be ${issue.values.map((v) => JSON.stringify(v)).join(" or ")}`;
+  return undefined;
+};
+
+function parseWith<S extends z.core.$ZodType>(schema: S, input: unknown, what: string): z.output<S> {
+  const parsed = z.safeParse(schema, input, { error: messages });
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  const path = (issue?.path ?? []).map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`)).join("");
+  throw new InvalidBackupError(`${what}${path} ${issue?.message ?? "is invalid"}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// velero-backup.json
+
+const BackupSchema = z.object({
+  apiVersion: z.literal("velero.io/v1"),
+  kind: z.literal("Backup"),
+  metadata: z.object({
+    name: z.string().check(
+      z.maxLength(253, { error: "is longer than 253 characters" }),
+      z.regex(DNS_SUBDOMAIN, {
+        error: (i) => `is not a Kubernetes object name: ${JSON.stringify(i.input)}`,
+      }),
+    ),
+    namespace: maybe(text),
+    uid: maybe(text),
+    labels: maybe(z.record(z.string(), z.string())),
+  }),
+  spec: maybe(z.object({ storageLocation: maybe(text) })),
+  status: maybe(
+    z.object({
+      phase: maybe(text),
+      startTimestamp: maybe(time),
+      completionTimestamp: maybe(time),
+      expiration: maybe(time),
+      errors: maybe(count),
+      warnings: maybe(count),
+      volumeSnapshotsAttempted: maybe(count),
+      volumeSnapshotsCompleted: maybe(count),
+    }),
+  ),
+});
+
+/** What velero-backup.json says of a backup. Absent optional fields are null (counts 0). */
+export interface VeleroBackup {
+  name: string;
+  namespace: string | null;
+  uid: string | null;
+  labels: Record<string, string>;
+  /** The `velero.io/schedule-name` label. */
+  schedule: string | null;
+  storageLocation: string | null;
+  phase: string | null;
+  startTimestamp: string | null;
+  completionTimestamp: string | null;
+  expiration: string | null;
+  errors: number;
+  warnings: number;
+  volumeSnapshotsAttempted: number;
+  volumeSnapshotsCompleted: number;
+}
+
+/** Parses `velero-backup.json` (a velero.io/v1 Backup). Throws InvalidBackupError for anything else. */
+export function parseVeleroBackup(json: unknown): VeleroBackup {
+  if (!isObj(json))
+    throw new InvalidBackupError(`velero-backup.json must be an object, got ${typeName(json)}`);
+  if (json.apiVersion !== "velero.io/v1" || json.kind !== "Backup") {
+    throw new InvalidBackupError(
+      `velero-backup.json is not a velero.io/v1 Backup (apiVersion ${JSON.stringify(json.apiVersion ?? null)}, kind ${JSON.stringify(json.kind ?? null)})`,
+    );
+  }
+  const b = parseWith(BackupSchema, json, "velero-backup.json");
+  const labels = b.metadata.labels ?? {};
+  const s = b.status ?? {};
+  return {
+    name: b.metadata.name,
+    namespace: b.metadata.namespace || null,
+    uid: b.metadata.uid || null,
+    labels,
+    schedule: labels["velero.io/schedule-name"] || null,
+    storageLocation: b.spec?.storageLocation || null,
+    phase: s.phase || null,
+    startTimestamp: s.startTimestamp ?? null,
+    completionTimestamp: s.completionTimestamp ?? null,
+    expiration: s.expiration ?? null,
+    errors: s.errors ?? 0,
+    warnings: s.warnings ?? 0,
+    volumeSnapshotsAttempted: s.volumeSnapshotsAttempted ?? 0,
+    volumeSnapshotsCompleted: s.volumeSnapshotsCompleted ?? 0,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// <name>-volumesnapshots.json.gz
+
+const RecordSchema = goObject({
+  spec: goObject({
+    backupName: nonEmpty,
+    backupUID: maybe(text),
+    location: nonEmpty,
+    persistentVolumeName: nonEmpty,
+    providerVolumeID: maybe(text),
+    volumeType: maybe(text),
+    volumeAZ: maybe(text),
+    volumeIOPS: maybe(count),
+  }),
+  status: maybe(goObject({ providerSnapshotID: maybe(text), phase: maybe(text) })),
+});
+
+/** One native volume snapshot of a backup, as Velero's restore reads it, with the record it came from. */
+export interface VolumeSnapshotRecord {
+  backupName: string;
+  backupUID: string | null;
+  /** The VolumeSnapshotLocation's name; restore looks it up in the restoring cluster. */
+  location: string;
+  persistentVolumeName: string;
+  providerVolumeID: string | null;
+  volumeType: string | null;
+  volumeAZ: string | null;
+  volumeIOPS: number | null;
+  providerSnapshotID: string | null;
+  phase: string | null;
+  /** The record as it was in the file (every field, unknown ones too); never mutated. */
+  raw: Obj;
+}
+
+/** Parses the (gunzipped) array of `<name>-volumesnapshots.json.gz`; `null` (no snapshots) is []. */
+export function parseVolumeSnapshots(records: unknown): VolumeSnapshotRecord[] {
+  if (records === null) return [];
+  if (!Array.isArray(records)) {
+    throw new InvalidBackupError(`volumesnapshots must be an array of records, got ${typeName(records)}`);
+  }
+  return records.map((raw, i) => {
+    if (!isObj(raw))
+      throw new InvalidBackupError(`volumesnapshots[${i}] must be an object, got ${typeName(raw)}`);
+    const { spec, status } = parseWith(RecordSchema, raw, `volumesnapshots[${i}]`);
+    return {
+      backupName: spec.backupName,
+      backupUID: spec.backupUID || null,
+      location: spec.location,
+      persistentVolumeName: spec.persistentVolumeName,
+      providerVolumeID: spec.providerVolumeID || null,
+      volumeType: spec.volumeType || null,
+      volumeAZ: spec.volumeAZ || null,
+      volumeIOPS: spec.volumeIOPS ?? null,
+      providerSnapshotID: status?.providerSnapshotID || null,
+      phase: status?.phase || null,
+      raw,
+    };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// <name>-volumeinfo.json.gz (Velero 1.13+)
+
+const VolumeInfoSchema = goObject({
+  pvName: maybe(text),
+  backupMethod: maybe(text),
+  nativeSnapshotInfo: maybe(
+    goObject({
+      snapshotHandle: maybe(text),
+      volumeType: maybe(text),
+      volumeAZ: maybe(text),
+      iops: maybe(z.union([z.string(), z.number()])),
+    }),
+  ),
+  pvInfo: maybe(goObject({ labels: maybe(z.record(z.string(), z.string())) })),
+});
+
+export interface VolumeInfoEntry {
+  pvName: string | null;
+  backupMethod: string | null;
+  nativeSnapshot: {
+    snapshotHandle: string | null;
+    volumeAZ: string | null;
+    volumeType: string | null;
+  } | null;
+  raw: Obj;
+}
+
+/** Parses the (gunzipped) array of `<name>-volumeinfo.json.gz`; `null` is []. */
+export function parseVolumeInfo(entries: unknown): VolumeInfoEntry[] {
+  if (entries === null) return [];
+  if (!Array.isArray(entries)) {
+    throw new InvalidBackupError(`volumeinfo must be an array, got ${typeName(entries)}`);
+  }
+  return entries.map((raw, i) => {
+    if (!isObj(raw)) throw new InvalidBackupError(`volumeinfo[${i}] must be an object, got ${typeName(raw)}`);
+    const v = parseWith(VolumeInfoSchema, raw, `volumeinfo[${i}]`);
+    const n = v.nativeSnapshotInfo;
+    return {
+      pvName: v.pvName || null,
+      backupMethod: v.backupMethod || null,
+      nativeSnapshot: n
+        ? {
+            snapshotHandle: n.snapshotHandle || null,
+            volumeAZ: n.volumeAZ || null,
+            volumeType: n.volumeType || null,
+          }
+        : null,
+      raw,
+    };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding as Velero does
+
+/** Go's json.Marshal of already-ordered data: compact, with `<`, `>`, `&`, U+2028, U+2029 escaped. */
+export function goJson(value: unknown): string {
+  return JSON.stringify(value).replace(
+    /[<>&\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
+/** `<name>-*.json.gz` as Velero writes it (json.Encoder: compact, then a newline; gzip). */
+export function gzipJson(value: unknown): Buffer {
+  return gzipSync(`${goJson(value)}\n`);
+}
+
+export function gunzipJson(bytes: Uint8Array, file: string): unknown {
+  let textValue: string;
+  try {
+    textValue = gunzipSync(bytes).toString("utf8");
+  } catch (err) {
+    throw new InvalidBackupError(`${file} is not gzip (${errorMessage(err)})`, { cause: err });
+  }
+  try {
+    return JSON.parse(textValue);
+  } catch (err) {
+    throw new InvalidBackupError(`${file} is not gzip JSON (${errorMessage(err)})`, { cause: err });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The failover rewrite
+
+export interface FailoverOptions {
+  /** Source snapshot id -> its completed copy's id in the failover region. */
+  copyOf: ReadonlyMap<string, string>;
+  /** Source availability zone -> availability zone of the failover region. */
+  zoneMap: Readonly<Record<string, string>>;
+  /** Failover zone for source zones missing from the map. */
+  defaultZone?: string;
+  sourceRegion: string;
+  failoverRegion: string;
+  /** Write the CloudBees fork's `SRC_REGION/snap-src;DST_REGION/snap-copy` ids instead of the copy's id. */
+  combinedIds?: boolean;
+}
+
+export interface BackupFiles {
+  /** velero-backup.json, parsed. Returned unchanged. */
+  backupJson: unknown;
+  /** The gunzipped array of `<name>-volumesnapshots.json.gz`. */
+  volumeSnapshots: unknown;
+  /** The gunzipped array of `<name>-volumeinfo.json.gz` (Velero 1.13+). */
+  volumeInfo?: unknown;
+  /** `<name>.tar.gz` as stored. */
+  tarball?: Uint8Array;
+}
+
+export interface RewriteSummary {
+  backup: string;
+  sourceRegion: string;
+  failoverRegion: string;
+  /** Records rewritten. */
+  volumeSnapshots: number;
+  /** Volumeinfo entries rewritten. */
+  volumeInfos: number;
+  /** PVs whose objects in the tarball were moved to the failover zone. */
+  persistentVolumes: string[];
+  /** Tarball entries rewritten (each PV is there under each API version directory). */
+  tarEntries: number;
+  /** PV name -> the snapshot id and zone its restore will use. */
+  volumes: Record<
+    string,
+    { sourceSnapshotId: string; snapshotId: string; sourceZone: string | null; zone: string }
+  >;
+  combinedIds: boolean;
+}
+
+export interface RewrittenBackup {
+  backup: VeleroBackup;
+  backupJson: unknown;
+  volumeSnapshots: Obj[];
+  volumeInfo?: Obj[];
+  /** The rewritten `<name>.tar.gz` (the input's bytes when no PV object needed a change). */
+  tarball?: Buffer;
+  summary: RewriteSummary;
+}
+
+/** A zone of `region`: `us-west-2a`, or a Local/Wavelength Zone such as `us-west-2-lax-1a`. */
+export const isZoneOf = (zone: string, region: string) =>
+  zone.startsWith(region) && /^(?:[a-z]|-[a-z0-9-]*[a-z0-9])$/.test(zone.slice(region.length));
+
+function validateOptions(o: FailoverOptions): void {
+  for (const [name, region] of [
+    ["source region", o.sourceRegion],
+    ["failover region", o.failoverRegion],
+  ] as const) {
+    if (!REGION_PATTERN.test(region)) throw new ConfigError(`${name} is not an AWS region: "${region}"`);
+  }
+  if (o.sourceRegion === o.failoverRegion) {
+    throw new ConfigError(`source and failover region are both ${o.sourceRegion}`);
+  }
+  for (const [from, to] of Object.entries(o.zoneMap)) {
+    if (!isZoneOf(from, o.sourceRegion)) {
+      throw new ConfigError(`zone map: "${from}" is not a zone of the source region ${o.sourceRegion}`);
+    }
+    if (!isZoneOf(to, o.failoverRegion)) {
+      throw new ConfigError(`zone map: "${to}" is not a zone of the failover region ${o.failoverRegion}`);
+    }
+  }
+  if (o.defaultZone !== undefined && !isZoneOf(o.defaultZone, o.failoverRegion)) {
+    throw new ConfigError(
+      `default zone "${o.defaultZone}" is not a zone of the failover region ${o.failoverRegion}`,
+    );
+  }
+  if (Object.keys(o.zoneMap).length === 0 && o.defaultZone === undefined) {
+    throw new ConfigError("the zone map is empty and no default zone is set");
+  }
+  for (const [from, to] of o.copyOf) {
+    for (const id of [from, to]) {
+      if (!SNAPSHOT_ID.test(id)) throw new ConfigError(`copy map: "${id}" is not an EBS snapshot id`);
+    }
+  }
+}
+
+/** The failover zone a volume of `zone` is restored in. */
+function failoverZone(zone: string | null, pvName: string, o: FailoverOptions): string {
+  if (zone === null) {
+    if (o.defaultZone !== undefined) return o.defaultZone;
+    throw new UnknownZoneError(
+      `PV ${pvName}: its record has no spec.volumeAZ and no default zone is set`,
+      null,
+    );
+  }
+  if (!isZoneOf(zone, o.sourceRegion)) {
+    throw new UnknownZoneError(
+      `PV ${pvName}: zone ${zone} is not in the source region ${o.sourceRegion}`,
+      zone,
+    );
+  }
+  const mapped = o.zoneMap[zone] ?? o.defaultZone;
+  if (mapped !== undefined) return mapped;
+  const known = Object.keys(o.zoneMap).join(", ");
+  throw new UnknownZoneError(
+    `PV ${pvName}: zone ${zone} is not in the zone map (${known}) and no default zone is set`,
+    zone,
+  );
+}
+
+/**
+ * Moves one PV object to `zone` of the failover region: zone and region labels that it has, `In`
+ * terms of its required nodeAffinity on zone and region keys, and an in-tree `aws://zone/` volumeID
+ * prefix. Mutates `pv`; returns whether anything changed.
+ */
+export function retargetPersistentVolume(pv: Obj, zone: string, failoverRegion: string): boolean {
+  const before = JSON.stringify(pv);
+  const target = (key: unknown) =>
+    (ZONE_KEYS as readonly unknown[]).includes(key)
+      ? zone
+      : (REGION_KEYS as readonly unknown[]).includes(key)
+        ? failoverRegion
+        : undefined;
+  const labels = isObj(pv.metadata) ? pv.metadata.labels : undefined;
+  if (isObj(labels)) {
+    for (const key of Object.keys(labels)) {
+      const value = target(key);
+      if (value !== undefined && typeof labels[key] === "string") labels[key] = value;
+    }
+  }
+  const spec = isObj(pv.spec) ? pv.spec : {};
+  const affinity = isObj(spec.nodeAffinity) ? spec.nodeAffinity : {};
+  const required = isObj(affinity.required) ? affinity.required : {};
+  for (const term of Array.isArray(required.nodeSelectorTerms) ? required.nodeSelectorTerms : []) {
+    if (!isObj(term) || !Array.isArray(term.matchExpressions)) continue;
+    for (const e of term.matchExpressions) {
+      if (!isObj(e) || e.operator !== "In") continue;
+      const value = target(e.key);
+      if (value !== undefined) e.values = [value];
+    }
+  }
+  const ebs = spec.awsElasticBlockStore;
+  if (isObj(ebs) && typeof ebs.volumeID === "string" && IN_TREE_VOLUME_ID.test(ebs.volumeID)) {
+    ebs.volumeID = ebs.volumeID.replace(IN_TREE_VOLUME_ID, `aws://${zone}/`);
+  }
+  return JSON.stringify(pv) !== before;
+}
+
+interface Plan {
+  sourceSnapshotId: string;
+  snapshotId: string;
+  sourceZone: string | null;
+  zone: string;
+}
+
+/**
+ * Rewrites a backup's files so stock Velero restores it in the failover region from the copies:
+ * ids and zones in the snapshot records and volumeinfo, PV topology in the tarball (see the top of
+ * this file). Throws MissingCopyError (naming each PV and source snapshot without a copy),
+ * UnknownZoneError, InvalidBackupError, or ConfigError for options that contradict themselves.
+ */
+export function rewriteBackupForFailover(files: BackupFiles, options: FailoverOptions): RewrittenBackup {
+  validateOptions(options);
+  const backup = parseVeleroBackup(files.backupJson);
+  const records = parseVolumeSnapshots(files.volumeSnapshots);
+  const infos = files.volumeInfo === undefined ? undefined : parseVolumeInfo(files.volumeInfo);
+  const combined = options.combinedIds ?? false;
+  const newId = (source: string, copy: string) =>
+    combined ? `${options.sourceRegion}/${source};${options.failoverRegion}/${copy}` : copy;
+
+  const missing: { pvName: string; sourceSnapshotId: string }[] = [];
+  const copyFor = (source: string, pvName: string) => {
+    const copy = options.copyOf.get(source);
+    if (copy === undefined && !missing.some((m) => m.sourceSnapshotId === source && m.pvName === pvName)) {
+      missing.push({ pvName, sourceSnapshotId: source });
+    }
+    return copy;
+  };
+
+  // Velero's restore takes the first record of a PV; later ones are rewritten alike but not used.
+  const plans = new Map<string, Plan>();
+  const volumeSnapshots = records.map((r, i) => {
+    const pv = r.persistentVolumeName;
+    if (r.backupName !== backup.name) {
+      throw new InvalidBackupError(
+        `volumesnapshots[${i}] (PV ${pv}) belongs to backup ${r.backupName}, not ${backup.name}`,
+      );
+    }
+    if (r.providerSnapshotID === null) {
+      throw new InvalidBackupError(
+        `volumesnapshots[${i}] (PV ${pv}) has no status.providerSnapshotID (phase ${r.phase ?? "unset"}): nothing to restore it from`,
+      );
+    }
+    const zone = failoverZone(r.volumeAZ, pv, options);
+    const copy = copyFor(r.providerSnapshotID, pv);
+    const out = structuredClone(r.raw);
+    if (copy === undefined) return out;
+    const id = newId(r.providerSnapshotID, copy);
+    const spec = goGet(out, "spec") as Obj;
+    let status = goGet(out, "status");
+    if (!isObj(status)) {
+      status = {};
+      goSet(out, "status", status);
+    }
+    goSet(status as Obj, "providerSnapshotID", id);
+    goSet(spec, "volumeAZ", zone);
+    if (!plans.has(pv)) {
+      plans.set(pv, { sourceSnapshotId: r.providerSnapshotID, snapshotId: id, sourceZone: r.volumeAZ, zone });
+    }
+    return out;
+  });
+
+  let volumeInfos = 0;
+  const volumeInfo = infos?.map((entry, i) => {
+    const out = structuredClone(entry.raw);
+    const handle = entry.nativeSnapshot?.snapshotHandle;
+    if (!entry.nativeSnapshot || !handle) return out;
+    const pv = entry.pvName ?? `volumeinfo[${i}]`;
+    const plan = entry.pvName ? plans.get(entry.pvName) : undefined;
+    const sourceZone = entry.nativeSnapshot.volumeAZ;
+    const zone = sourceZone !== null ? failoverZone(sourceZone, pv, options) : plan?.zone;
+    const copy = copyFor(handle, pv);
+    if (copy === undefined) return out;
+    const native = goGet(out, "nativeSnapshotInfo") as Obj;
+    goSet(native, "snapshotHandle", newId(handle, copy));
+    if (zone !== undefined && sourceZone !== null) goSet(native, "volumeAZ", zone);
+    const labels = goGet(out, "pvInfo");
+    if (zone !== undefined && isObj(labels)) {
+      retargetPersistentVolume(
+        { metadata: { labels: goGet(labels, "labels") } },
+        zone,
+        options.failoverRegion,
+      );
+    }
+    volumeInfos++;
+    return out;
+  });
+
+  if (missing.length > 0) throw new MissingCopyError(missing);
+
+  let tarball: Buffer | undefined;
+  const persistentVolumes = new Set<string>();
+  let tarEntries = 0;
+  if (files.tarball !== undefined) {
+    const file = `${backup.name}.tar.gz`;
+    let tar: Buffer;
+    try {
+      tar = gunzipSync(files.tarball);
+    } catch (err) {
+      throw new InvalidBackupError(`${file} is not gzip (${errorMessage(err)})`, { cause: err });
+    }
+    let entries: TarEntry[];
+    try {
+      entries = listTarEntries(tar);
+    } catch (err) {
+      if (err instanceof TarFormatError)
+        throw new InvalidBackupError(`${file}: ${err.message}`, { cause: err });
+      throw err;
+    }
+    const replacements = new Map<TarEntry, Buffer>();
+    for (const entry of entries) {
+      if ((entry.type !== "0" && entry.type !== "7") || !PV_ENTRY.test(entry.name)) continue;
+      let pv: unknown;
+      try {
+        pv = JSON.parse(tarEntryData(tar, entry).toString("utf8"));
+      } catch (err) {
+        throw new InvalidBackupError(`${file}: ${entry.name} is not JSON (${errorMessage(err)})`, {
+          cause: err,
+        });
+      }
+      const name = isObj(pv) && isObj(pv.metadata) ? pv.metadata.name : undefined;
+      if (typeof name !== "string") {
+        throw new InvalidBackupError(`${file}: ${entry.name} is not a PersistentVolume with a metadata.name`);
+      }
+      const plan = plans.get(name);
+      if (!plan || !retargetPersistentVolume(pv as Obj, plan.zone, options.failoverRegion)) continue;
+      replacements.set(entry, Buffer.from(goJson(pv), "utf8"));
+      persistentVolumes.add(name);
+    }
+    tarEntries = replacements.size;
+    try {
+      tarball = gzipSync(replaceTarData(tar, replacements));
+    } catch (err) {
+      if (err instanceof TarFormatError)
+        throw new InvalidBackupError(`${file}: ${err.message}`, { cause: err });
+      throw err;
+    }
+  }
+
+  return {
+    backup,
+    backupJson: files.backupJson,
+    volumeSnapshots,
+    ...(volumeInfo ? { volumeInfo } : {}),
+    ...(tarball ? { tarball } : {}),
+    summary: {
+      backup: backup.name,
+      sourceRegion: options.sourceRegion,
+      failoverRegion: options.failoverRegion,
+      volumeSnapshots: records.length,
+      volumeInfos,
+      persistentVolumes: [...persistentVolumes].sort(),
+      tarEntries,
+      volumes: Object.fromEntries(plans),
+      combinedIds: combined,
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The same, over a backup's files by name (what `aws s3 sync` of `backups/<name>/` gives)
+
+export const METADATA_FILE = "velero-backup.json";
+export const backupFileNames = (name: string) => ({
+  metadata: METADATA_FILE,
+  tarball: `${name}.tar.gz`,
+  volumeSnapshots: `${name}-volumesnapshots.json.gz`,
+  volumeInfo: `${name}-volumeinfo.json.gz`,
+});
+
+/**
+ * Rewrites one backup given as file name -> bytes. Returns the files that change (the snapshot
+ * list; volumeinfo and the tarball when something in them changed); the caller keeps every other
+ * file as it is.
+ * velero-backup.json, the snapshot list and the tarball are required.
+ */
+export function rewriteBackupFileSet(
+  files: Readonly<Record<string, Uint8Array>>,
+  options: FailoverOptions,
+): { backup: VeleroBackup; replaced: Record<string, Buffer>; summary: RewriteSummary } {
+  const metadata = files[METADATA_FILE];
+  if (metadata === undefined)
+    throw new InvalidBackupError(`no ${METADATA_FILE}: not a Velero backup directory`);
+  let backupJson: unknown;
+  try {
+    backupJson = JSON.parse(Buffer.from(metadata).toString("utf8"));
+  } catch (err) {
+    throw new InvalidBackupError(`${METADATA_FILE} is not JSON (${errorMessage(err)})`, { cause: err });
+  }
+  const names = backupFileNames(parseVeleroBackup(backupJson).name);
+  const need = (file: string) => {
+    const bytes = files[file];
+    if (bytes === undefined) throw new InvalidBackupError(`no ${file}: the backup is incomplete`);
+    return bytes;
+  };
+  const volumeSnapshots = gunzipJson(need(names.volumeSnapshots), names.volumeSnapshots);
+  const tarball = need(names.tarball);
+  const infoBytes = files[names.volumeInfo];
+  const volumeInfo = infoBytes === undefined ? undefined : gunzipJson(infoBytes, names.volumeInfo);
+  const out = rewriteBackupForFailover({ backupJson, volumeSnapshots, volumeInfo, tarball }, options);
+  const replaced: Record<string, Buffer> = { [names.volumeSnapshots]: gzipJson(out.volumeSnapshots) };
+  if (out.volumeInfo && out.summary.volumeInfos > 0) replaced[names.volumeInfo] = gzipJson(out.volumeInfo);
+  if (out.tarball && out.summary.tarEntries > 0) replaced[names.tarball] = out.tarball;
+  return { backup: out.backup, replaced, summary: out.summary };
+}

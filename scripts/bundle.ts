@@ -36,6 +36,15 @@ const HANDLER_ENV: Record<string, string> = {
     maxCopyAttempts: 3,
     stuckAfterMinutes: 60,
     rpoTargetMinutes: 60,
+    // register refuses to start without Velero's bucket
+    velero: {
+      bucket: "velero-bundle-check",
+      prefix: "",
+      failoverPrefix: "failover",
+      zoneMap: { "us-east-1a": "us-west-2a" },
+      allowedWarnings: 0,
+      combinedIds: false,
+    },
   }),
   POWERTOOLS_SERVICE_NAME: "velero-dr",
   POWERTOOLS_METRICS_NAMESPACE: "VeleroDR",

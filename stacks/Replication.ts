@@ -12,9 +12,16 @@ import * as sns from "aws-cdk-lib/aws-sns";
 import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
 import * as sqs from "aws-cdk-lib/aws-sqs";
 import { type FunctionProps, Function as SstFunction, type StackContext } from "sst/constructs";
-import { configToEnv } from "../functions/core/config.js";
+import { METRIC } from "../functions/app/metrics.js";
+import { ALL_SCHEDULES } from "../functions/core/backup.js";
+import { configToEnv, type VeleroConfig } from "../functions/core/config.js";
 import { SOURCE_SNAPSHOT_TAG } from "../functions/core/model.js";
-import { COPY_EVENT_PATTERNS, SNAPSHOT_EVENT_PATTERNS } from "../functions/core/patterns.js";
+import {
+  bucketEventPattern,
+  COPY_EVENT_PATTERNS,
+  SNAPSHOT_EVENT_PATTERNS,
+} from "../functions/core/patterns.js";
+import { operationsDashboard } from "./dashboard.js";
 import { functionDefaults, HANDLERS } from "./functions.js";
 import { toEventPattern } from "./patterns.js";
 import { busName, forwardRuleName, isProtectedStage, type Settings, settingsFromEnv } from "./settings.js";
@@ -28,12 +35,16 @@ export const SERVICE_NAME = "velero-dr";
 /** Function timeouts; each SQS queue's visibility timeout is 6x its consumer's (AWS guidance). */
 const QUEUE_CONSUMER_TIMEOUT = Duration.seconds(60);
 const SWEEP_TIMEOUT = Duration.seconds(120);
+const RECOVERY_POINT_TIMEOUT = Duration.seconds(30);
 /** The oldest message waiting longer than this means the consumer is stuck or failing. */
 const QUEUE_AGE_ALARM_SECONDS = 900;
 
 /**
  * The replication plane, in the failover region: the bus the source regions forward to, the two
- * event queues and their consumers, the reconciliation sweep, the ledger, and the alarms.
+ * event queues and their consumers, the reconciliation sweep, the ledger, the alarms and the
+ * dashboard. With Velero's bucket configured (DR_VELERO_BUCKET), also the DR-ready backups: the
+ * bucket's events, their queue and the `register` consumer, and the recovery point every minute
+ * with its RPO alarm.
  */
 export function Replication({ stack }: StackContext) {
   const settings = settingsFromEnv(process.env);
@@ -115,14 +126,22 @@ export function Replication({ stack }: StackContext) {
   // --- Queues ---------------------------------------------------------------------------------
   const snapshotEvents = queueWithDlq(stack, "SnapshotEvents", QUEUE_CONSUMER_TIMEOUT);
   const copyEvents = queueWithDlq(stack, "CopyEvents", QUEUE_CONSUMER_TIMEOUT);
-  for (const [id, pair] of [
-    ["SnapshotEvents", snapshotEvents],
-    ["CopyEvents", copyEvents],
-  ] as const) {
-    for (const alarm of queueAlarms(stack, prefix, id, pair)) {
-      alarm.addAlarmAction(alarmAction);
-      alarm.addOkAction(alarmAction);
-    }
+  const { velero } = config;
+  const backupEvents = velero ? queueWithDlq(stack, "BackupEvents", QUEUE_CONSUMER_TIMEOUT) : undefined;
+  const queues: Record<string, QueuePair> = {
+    SnapshotEvents: snapshotEvents,
+    CopyEvents: copyEvents,
+    ...(backupEvents ? { BackupEvents: backupEvents } : {}),
+  };
+  const alarms: cloudwatch.Alarm[] = [];
+  const alarm = (a: cloudwatch.Alarm) => {
+    a.addAlarmAction(alarmAction);
+    a.addOkAction(alarmAction);
+    alarms.push(a);
+    return a;
+  };
+  for (const [id, pair] of Object.entries(queues)) {
+    for (const a of queueAlarms(stack, prefix, id, pair)) alarm(a);
   }
 
   // --- Bus and rules --------------------------------------------------------------------------
@@ -181,13 +200,26 @@ export function Replication({ stack }: StackContext) {
       targets: [new targets.SqsQueue(copyEvents.queue)],
     });
   }
+  // Velero's bucket lives in this region, so its S3 events (once EventBridge notifications are on
+  // for the bucket, see README) arrive on this region's default bus.
+  // https://docs.aws.amazon.com/AmazonS3/latest/userguide/EventBridge.html
+  if (velero && backupEvents) {
+    // No rule on `<failoverPrefix>/backups/`: our own writes there must not trigger registration.
+    new events.Rule(stack, "BackupEvents-bucket", {
+      description: `Velero metadata in s3://${velero.bucket}/${backupsDir(velero.prefix)} -> backup-events queue`,
+      eventPattern: toEventPattern(bucketEventPattern(velero.bucket, velero.prefix)),
+      targets: [new targets.SqsQueue(backupEvents.queue)],
+    });
+  }
 
   // --- Functions ------------------------------------------------------------------------------
+  const logGroups: Record<string, logs.LogGroup> = {};
   const fn = (
     id: string,
     handler: string,
     timeout: Duration,
     description: string,
+    permissions: iam.PolicyStatement[],
     extra?: Partial<FunctionProps>,
   ) => {
     const logGroup = new logs.LogGroup(stack, `${id}Logs`, {
@@ -207,15 +239,19 @@ export function Replication({ stack }: StackContext) {
       },
       ...extra,
     });
-    for (const statement of replicationPermissions(stack, settings, table)) f.addToRolePolicy(statement);
+    for (const statement of permissions) f.addToRolePolicy(statement);
+    logGroups[id] = logGroup;
     return f;
   };
+  // copy-completed and the sweep also judge backups DR-ready and publish their failover metadata.
+  const bucketAccess = velero ? veleroBucketPermissions(stack, velero) : [];
 
   const replicate = fn(
     "Replicate",
     HANDLERS.replicate,
     QUEUE_CONSUMER_TIMEOUT,
     "Records Velero snapshots and admits copies",
+    replicationPermissions(stack, settings, table),
   );
   replicate.addEventSource(batchSource(snapshotEvents.queue));
 
@@ -224,30 +260,140 @@ export function Replication({ stack }: StackContext) {
     HANDLERS.copyCompleted,
     QUEUE_CONSUMER_TIMEOUT,
     "Settles finished copies and admits waiting ones",
+    [...replicationPermissions(stack, settings, table), ...bucketAccess],
   );
   copyCompleted.addEventSource(batchSource(copyEvents.queue));
 
   // No async retries: the next scheduled run is the retry, and runs must not pile up.
-  const sweep = fn("Sweep", HANDLERS.sweep, SWEEP_TIMEOUT, "Reconciles the ledger and admits copies", {
-    retryAttempts: 0,
-  });
+  const sweep = fn(
+    "Sweep",
+    HANDLERS.sweep,
+    SWEEP_TIMEOUT,
+    "Reconciles the ledger and admits copies",
+    [...replicationPermissions(stack, settings, table), ...bucketAccess],
+    { retryAttempts: 0 },
+  );
   new events.Rule(stack, "SweepSchedule", {
     description: "Every 5 minutes: reconcile the ledger with EC2 and admit waiting copies",
     schedule: events.Schedule.rate(Duration.minutes(5)),
     targets: [new targets.LambdaFunction(sweep)],
   });
   // The sweep has no queue whose depth would show it failing; three failed runs in a row alert.
-  const sweepFailing = new cloudwatch.Alarm(stack, "SweepErrorsAlarm", {
-    alarmName: `${prefix}sweep-errors`,
-    alarmDescription: "The reconciliation sweep failed on every run for 15 minutes",
-    metric: sweep.metricErrors({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }),
-    threshold: 1,
-    comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-    evaluationPeriods: 3,
-    treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+  alarm(
+    new cloudwatch.Alarm(stack, "SweepErrorsAlarm", {
+      alarmName: `${prefix}sweep-errors`,
+      alarmDescription: "The reconciliation sweep failed on every run for 15 minutes",
+      metric: sweep.metricErrors({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 3,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    }),
+  );
+
+  // --- Copy alarms (our metrics: namespace VeleroDR, dimension service as Powertools emits) ----
+  const planeMetric = (metricName: string, statistic: string) =>
+    new cloudwatch.Metric({
+      namespace: METRICS_NAMESPACE,
+      metricName,
+      dimensionsMap: { service: SERVICE_NAME },
+      statistic,
+      period: Duration.minutes(5),
+    });
+  alarm(
+    new cloudwatch.Alarm(stack, "CopyFailuresAlarm", {
+      alarmName: `${prefix}copy-failures`,
+      alarmDescription: `A snapshot copy failed for good (after ${config.maxCopyAttempts} attempts): its backup cannot become DR-ready`,
+      metric: planeMetric(METRIC.copyFailures, cloudwatch.Stats.SUM),
+      threshold: 0,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    }),
+  );
+  // The sweep publishes the count every 5 minutes; a period it missed keeps the alarm's state
+  // (its own errors alarm covers a sweep that stopped).
+  alarm(
+    new cloudwatch.Alarm(stack, "CopiesStuckAlarm", {
+      alarmName: `${prefix}copies-stuck`,
+      alarmDescription: `A copy has been pending for more than ${config.stuckAfterMinutes} minutes`,
+      metric: planeMetric(METRIC.copiesStuck, cloudwatch.Stats.MAXIMUM),
+      threshold: 0,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.IGNORE,
+    }),
+  );
+
+  // --- DR-ready backups (with Velero's bucket) ----------------------------------------------------
+  let register: SstFunction | undefined;
+  let recoveryPoint: SstFunction | undefined;
+  if (velero && backupEvents) {
+    register = fn(
+      "Register",
+      HANDLERS.register,
+      QUEUE_CONSUMER_TIMEOUT,
+      "Registers Velero backups from their bucket and publishes the DR-ready ones",
+      [...backupLedgerPermissions(table), ...bucketAccess],
+    );
+    register.addEventSource(batchSource(backupEvents.queue));
+
+    // Reads the ledger's index only: no EC2, no S3, no writes.
+    recoveryPoint = fn(
+      "RecoveryPoint",
+      HANDLERS.recoveryPoint,
+      RECOVERY_POINT_TIMEOUT,
+      "Publishes the recovery point (age of the newest DR-ready backup) every minute",
+      [
+        new iam.PolicyStatement({
+          sid: "LedgerStatusIndexRead",
+          actions: ["dynamodb:Query"],
+          resources: [`${table.tableArn}/index/${STATUS_INDEX}`],
+        }),
+      ],
+      { retryAttempts: 0 },
+    );
+    new events.Rule(stack, "RecoveryPointSchedule", {
+      description: "Every minute: publish the recovery point age (published even when nothing changed)",
+      schedule: events.Schedule.rate(Duration.minutes(1)),
+      targets: [new targets.LambdaFunction(recoveryPoint)],
+    });
+    // No recovery point publishes no age (functions/app/recovery-point.ts), and a stopped function
+    // publishes nothing either: both are a breach. Three minutes in a row, so that one late or
+    // skipped run does not page anyone.
+    alarm(
+      new cloudwatch.Alarm(stack, "RecoveryPointAgeAlarm", {
+        alarmName: `${prefix}recovery-point-age`,
+        alarmDescription:
+          `The newest DR-ready backup started more than ${config.rpoTargetMinutes} minutes ago (the RPO ` +
+          "target), or no backup is DR-ready, or the recovery point is not being published",
+        metric: new cloudwatch.Metric({
+          namespace: METRICS_NAMESPACE,
+          metricName: METRIC.recoveryPointAge,
+          dimensionsMap: { service: SERVICE_NAME, Schedule: ALL_SCHEDULES },
+          statistic: cloudwatch.Stats.MAXIMUM,
+          period: Duration.minutes(1),
+        }),
+        threshold: config.rpoTargetMinutes * 60,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluationPeriods: 3,
+        datapointsToAlarm: 3,
+        treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+      }),
+    );
+  }
+
+  const dashboard = operationsDashboard(stack, {
+    stage: stack.stage,
+    namespace: METRICS_NAMESPACE,
+    service: SERVICE_NAME,
+    copyBudget: config.copyBudget,
+    queues,
+    alarms,
+    ...(recoveryPoint && logGroups.RecoveryPoint
+      ? { recoveryPoint: { rpoTargetMinutes: config.rpoTargetMinutes, logGroup: logGroups.RecoveryPoint } }
+      : {}),
   });
-  sweepFailing.addAlarmAction(alarmAction);
-  sweepFailing.addOkAction(alarmAction);
 
   removeIdleCustomResourceHandler(stack);
   stack.addOutputs({
@@ -256,8 +402,20 @@ export function Replication({ stack }: StackContext) {
     SnapshotEventsQueueUrl: snapshotEvents.queue.queueUrl,
     CopyEventsQueueUrl: copyEvents.queue.queueUrl,
     AlertsTopicArn: alerts.topicArn,
+    DashboardName: dashboard.dashboardName,
+    ...(backupEvents ? { BackupEventsQueueUrl: backupEvents.queue.queueUrl } : {}),
   });
-  return { bus, table, alerts, snapshotEvents, copyEvents, functions: { replicate, copyCompleted, sweep } };
+  return {
+    bus,
+    table,
+    alerts,
+    snapshotEvents,
+    copyEvents,
+    backupEvents,
+    dashboard,
+    alarms,
+    functions: { replicate, copyCompleted, sweep, register, recoveryPoint },
+  };
 }
 
 function batchSource(queue: sqs.IQueue): SqsEventSource {
@@ -450,6 +608,69 @@ function copyKeyPermissions(stack: Stack, keyArn: string, failover: string): iam
       actions: ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"],
       resources,
       conditions: { ...viaEc2, ...aliasCondition },
+    }),
+  ];
+}
+
+/** `<prefix>/backups/`: where a BackupStorageLocation with this prefix keeps its backups. */
+export function backupsDir(prefix: string): string {
+  return `${prefix ? `${prefix}/` : ""}backups/`;
+}
+
+/**
+ * Velero's bucket (which the user owns; the stack never creates or changes it): read the backups'
+ * metadata under `<prefix>/backups/`, and write the failover copy under `<failoverPrefix>/backups/`.
+ * CopyObject needs no more: GetObject on its source and PutObject on its target (objects without
+ * S3 object tags, as Velero writes them; tagged ones would also need Get/PutObjectTagging).
+ * ListBucket is limited by `s3:prefix` to the backups. It also decides whether GetObject of a
+ * missing key answers 404 NoSuchKey or 403 AccessDenied, and registration relies on the 404 (a
+ * deleted backup, a snapshot list not written yet); S3 evaluates that check with the requested key
+ * as `s3:prefix`, which this condition admits (ceph/ceph#68577 mirrors AWS on this point).
+ * https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html (Permissions)
+ */
+export function veleroBucketPermissions(stack: Stack, velero: VeleroConfig): iam.PolicyStatement[] {
+  const bucket = Arn.format(
+    {
+      service: "s3",
+      region: "",
+      account: "",
+      resource: velero.bucket,
+      arnFormat: ArnFormat.NO_RESOURCE_NAME,
+    },
+    stack,
+  );
+  const source = backupsDir(velero.prefix);
+  return [
+    new iam.PolicyStatement({
+      sid: "VeleroBackupsRead",
+      actions: ["s3:GetObject"],
+      resources: [`${bucket}/${source}*`],
+    }),
+    new iam.PolicyStatement({
+      sid: "VeleroBackupsList",
+      actions: ["s3:ListBucket"],
+      resources: [bucket],
+      conditions: { StringLike: { "s3:prefix": `${source}*` } },
+    }),
+    new iam.PolicyStatement({
+      sid: "FailoverMetadataWrite",
+      actions: ["s3:PutObject"],
+      resources: [`${bucket}/${backupsDir(velero.failoverPrefix)}*`],
+    }),
+  ];
+}
+
+/**
+ * Registration (functions/core/registry.ts through the ledger's backup half): it upserts a backup
+ * item, reads it back, reads its snapshots' records in batches, and records the verdict. It admits
+ * no copy, so it has no EC2 permission at all.
+ */
+export function backupLedgerPermissions(table: dynamodb.ITable): iam.PolicyStatement[] {
+  return [
+    new iam.PolicyStatement({
+      sid: "LedgerBackupItems",
+      actions: ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"],
+      resources: [table.tableArn],
     }),
   ];
 }

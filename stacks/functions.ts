@@ -3,11 +3,16 @@ import path from "node:path";
 import type * as Esbuild from "esbuild";
 import type { FunctionProps } from "sst/constructs";
 
-/** The three entrypoints (ESM, each exporting `handler`). scripts/bundle.ts builds the same files. */
+/**
+ * The entrypoints (ESM, each exporting `handler`). scripts/bundle.ts builds the same files. The
+ * last two are deployed only with Velero's bucket configured (DR_VELERO_BUCKET).
+ */
 export const HANDLERS = {
   replicate: "functions/replicate.handler",
   copyCompleted: "functions/copy-completed.handler",
   sweep: "functions/sweep.handler",
+  register: "functions/register.handler",
+  recoveryPoint: "functions/recovery-point.handler",
 } as const;
 
 /**

@@ -16,6 +16,15 @@ export const SETTINGS = {
   excludeTags: "DR_EXCLUDE_TAGS",
   maxCopyAttempts: "DR_MAX_COPY_ATTEMPTS",
   stuckAfterMinutes: "DR_STUCK_AFTER_MINUTES",
+  rpoTargetMinutes: "DR_RPO_TARGET_MINUTES",
+  // Velero's bucket (optional as a group: without DR_VELERO_BUCKET, backup registration is off)
+  veleroBucket: "DR_VELERO_BUCKET",
+  veleroPrefix: "DR_VELERO_PREFIX",
+  failoverPrefix: "DR_FAILOVER_PREFIX",
+  zoneMap: "DR_ZONE_MAP",
+  defaultZone: "DR_DEFAULT_ZONE",
+  allowedWarnings: "DR_ALLOWED_WARNINGS",
+  combinedIds: "DR_COMBINED_SNAPSHOT_IDS",
 } as const satisfies Partial<Record<keyof typeof ENV, string>>;
 
 /** Optional: where alarm notifications go (an SNS email subscription, confirmed by its owner). */

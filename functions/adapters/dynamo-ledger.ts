@@ -570,6 +570,18 @@ export class DynamoLedger implements Ledger, BackupLedger {
     );
   }
 
+  async retireBackup(name: string, at: string, reason: string): Promise<void> {
+    await this.db.send(
+      new UpdateCommand({
+        TableName: this.table,
+        Key: backupKey(name),
+        UpdateExpression: "SET retiredAt = if_not_exists(retiredAt, :at), verdict = :v, reason = :r",
+        ConditionExpression: "gsi1pk = :gsi",
+        ExpressionAttributeValues: { ":at": at, ":v": "not-ready", ":r": reason, ":gsi": BACKUPS },
+      }),
+    );
+  }
+
   async listBackups(limit = 50): Promise<StoredBackup[]> {
     const out = await this.db.send(
       new QueryCommand({
@@ -606,6 +618,7 @@ function backupFromItem(item: Item): StoredBackup {
     "evaluatedAt",
     "drReadyAt",
     "failoverPrefix",
+    "retiredAt",
   ] as const;
   for (const k of strings) if (typeof item[k] === "string") (b as unknown as Item)[k] = item[k];
   for (const k of ["volumeSnapshotsAttempted", "copied", "expectedCount"] as const) {

@@ -1,5 +1,6 @@
 import {
   CopySnapshotCommand,
+  DeleteSnapshotCommand,
   DescribeSnapshotsCommand,
   type EC2Client,
   type Snapshot,
@@ -148,5 +149,17 @@ export class Ec2SnapshotCopier implements SnapshotCopier {
       }),
     );
     return (out.Snapshots ?? []).flatMap((s) => copyState(s) ?? []);
+  }
+
+  async deleteCopy(copySnapshotId: string): Promise<boolean> {
+    try {
+      await this.clientFor(this.failoverRegion).send(
+        new DeleteSnapshotCommand({ SnapshotId: copySnapshotId }),
+      );
+      return true;
+    } catch (err) {
+      if ((err as { name?: string })?.name === "InvalidSnapshot.NotFound") return false;
+      throw classifyAwsError(err, `DeleteSnapshot of ${copySnapshotId}`);
+    }
   }
 }

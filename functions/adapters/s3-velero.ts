@@ -1,6 +1,7 @@
 import { gunzipSync } from "node:zlib";
 import {
   CopyObjectCommand,
+  DeleteObjectsCommand,
   GetObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
@@ -111,5 +112,21 @@ export class S3VeleroBucket implements VeleroBucket {
       }
     }
     return { prefix: to, objects: ordered.length };
+  }
+
+  async unpublish(name: string): Promise<number> {
+    const dir = this.dir(this.config.failoverPrefix, name);
+    const keys = (await this.list(dir)).sort(
+      (a, b) => Number(b.endsWith("/velero-backup.json")) - Number(a.endsWith("/velero-backup.json")),
+    );
+    for (let i = 0; i < keys.length; i += 1000) {
+      await this.s3.send(
+        new DeleteObjectsCommand({
+          Bucket: this.config.bucket,
+          Delete: { Objects: keys.slice(i, i + 1000).map((Key) => ({ Key })), Quiet: true },
+        }),
+      );
+    }
+    return keys.length;
   }
 }

@@ -23,6 +23,10 @@ export const METRIC = {
   eventsRejected: "EventsRejected",
   snapshotsSkipped: "SnapshotsSkipped",
   snapshotsRecorded: "SnapshotsRecorded",
+  recoveryPointAge: "RecoveryPointAge",
+  drReadyBackups: "DrReadyBackups",
+  recoveryPointMissing: "RecoveryPointMissing",
+  backupReplicationLag: "BackupReplicationLag",
 } as const;
 
 export function publishAdmit(metrics: Metrics, r: AdmitReport): void {

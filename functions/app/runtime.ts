@@ -88,6 +88,7 @@ export function makeRuntime(config: ReplicationConfig, options: RuntimeOptions =
       {
         ledger,
         bucket: new S3VeleroBucket(s3, config.velero),
+        copier,
         codec: options.codec ?? veleroCodec(config),
         clock,
         log: logger,

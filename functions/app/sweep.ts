@@ -12,7 +12,8 @@ export function makeSweepHandler(rt: Runtime) {
     publishSweep(rt.metrics, report);
     if (rt.registry) {
       const backups = await rt.registry.evaluateOpen();
-      rt.logger.info("backups evaluated", backups);
+      const retention = await rt.registry.sweepRetention();
+      rt.logger.info("backups evaluated", { ...backups, retention });
     }
     rt.logger.info("sweep done", {
       ...report,

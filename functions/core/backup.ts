@@ -140,3 +140,67 @@ export function recoveryPoint(
   if (!best) return undefined;
   return { ...best, ageSeconds: Math.max(0, (now.getTime() - Date.parse(best.startTimestamp)) / 1000) };
 }
+
+/** The Schedule dimension of the whole system's recovery point (every schedule and ad-hoc backup). */
+export const ALL_SCHEDULES = "all";
+/** The Schedule dimension of backups taken outside a Velero schedule (as SnapshotCopyLag uses it). */
+export const NO_SCHEDULE = "none";
+
+/** What the recovery point needs of a registered backup (a StoredBackup is one). */
+export interface RecoveryCandidate {
+  name: string;
+  schedule?: string;
+  startTimestamp?: string;
+  expiration?: string;
+  /** Set once its failover metadata was published (the backup became DR-ready). */
+  drReadyAt?: string;
+  verdict?: Verdict;
+}
+
+/** The recovery point of one schedule, or of the whole system (`schedule` = ALL_SCHEDULES). */
+export interface RecoveryPointView {
+  schedule: string;
+  /** DR-ready backups that have not expired: the restores available now. */
+  drReadyBackups: number;
+  /** The newest of them; undefined when there is no recovery point at all. */
+  newest?: { backup: string; startTimestamp: string; ageSeconds: number };
+}
+
+export interface RecoveryPoints {
+  all: RecoveryPointView;
+  /** One per schedule seen among the backups (NO_SCHEDULE for ad-hoc ones), sorted by name. */
+  schedules: RecoveryPointView[];
+}
+
+/**
+ * Can this backup be restored in the failover region now? It became DR-ready (its failover
+ * metadata exists), has a start time, has not expired (Velero's garbage collection deletes it at
+ * `expiration`), and no later evaluation withdrew it.
+ */
+export function isRecoverable(b: RecoveryCandidate, now: Date): boolean {
+  if (!b.drReadyAt || b.verdict === "not-ready") return false;
+  if (!b.startTimestamp || Number.isNaN(Date.parse(b.startTimestamp))) return false;
+  return b.expiration === undefined || Date.parse(b.expiration) > now.getTime();
+}
+
+/**
+ * The recovery point per schedule and overall (DESIGN.md section 2.3): age = now minus the start
+ * time of the newest recoverable backup, the moment from which a restore would lose data. A
+ * schedule with registered backups of which none is recoverable has a view without `newest`.
+ */
+export function recoveryPoints(backups: readonly RecoveryCandidate[], now: Date): RecoveryPoints {
+  const view = (schedule: string, of: readonly RecoveryCandidate[]): RecoveryPointView => {
+    const ready = of.filter((b) => isRecoverable(b, now));
+    const newest = recoveryPoint(ready, now);
+    return { schedule, drReadyBackups: ready.length, ...(newest ? { newest } : {}) };
+  };
+  const bySchedule = new Map<string, RecoveryCandidate[]>();
+  for (const b of backups) {
+    const key = b.schedule || NO_SCHEDULE;
+    bySchedule.set(key, [...(bySchedule.get(key) ?? []), b]);
+  }
+  return {
+    all: view(ALL_SCHEDULES, backups),
+    schedules: [...bySchedule.keys()].sort().map((s) => view(s, bySchedule.get(s) ?? [])),
+  };
+}

@@ -101,6 +101,8 @@ export interface SnapshotCopier {
   describeCopies(copySnapshotIds: readonly string[]): Promise<CopyState[]>;
   /** Finds copies of a source snapshot by our source tag (used when a copy id was never noted). */
   findCopiesOf(sourceSnapshotId: string): Promise<CopyState[]>;
+  /** Deletes one of our copies; false when it was already gone. */
+  deleteCopy(copySnapshotId: string): Promise<boolean>;
 }
 
 /** EBS in a source region. One call per batch of ids. */
@@ -120,6 +122,8 @@ export interface StoredBackup extends BackupState {
   /** When the failover metadata was published and the backup declared DR-ready. */
   drReadyAt?: string;
   failoverPrefix?: string;
+  /** When Velero deleted the backup and its copies and failover metadata were removed. */
+  retiredAt?: string;
 }
 
 /** The backups half of the ledger (same table: one item per backup). */
@@ -135,6 +139,8 @@ export interface BackupLedger {
   recordVerdict(name: string, e: Evaluation, at: string, published?: { prefix: string }): Promise<void>;
   /** Registered backups, newest first. */
   listBackups(limit?: number): Promise<StoredBackup[]>;
+  /** Marks a backup deleted by Velero and cleaned up here (idempotent). */
+  retireBackup(name: string, at: string, reason: string): Promise<void>;
 }
 
 /** The files of one backup in Velero's bucket. */
@@ -157,4 +163,6 @@ export interface VeleroBucket {
   publish(name: string, replaced: Record<string, Uint8Array>): Promise<{ prefix: string; objects: number }>;
   /** Every file of the backup (name -> bytes), for the rewrite. */
   files(name: string): Promise<Record<string, Uint8Array>>;
+  /** Deletes the backup's failover copy (velero-backup.json first, so Velero stops listing it). */
+  unpublish(name: string): Promise<number>;
 }

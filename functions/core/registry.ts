@@ -1,6 +1,14 @@
 import { type BackupState, type Evaluation, evaluateBackup } from "./backup.js";
 import { errorMessage } from "./errors.js";
-import type { BackupLedger, Clock, Log, StoredBackup, VeleroBackupFiles, VeleroBucket } from "./ports.js";
+import type {
+  BackupLedger,
+  Clock,
+  Log,
+  SnapshotCopier,
+  StoredBackup,
+  VeleroBackupFiles,
+  VeleroBucket,
+} from "./ports.js";
 
 /** Reads and writes Velero's file formats (implemented over functions/core/velero.ts). */
 export interface VeleroCodec {
@@ -17,6 +25,7 @@ export interface VeleroCodec {
 export interface RegistryDeps {
   ledger: BackupLedger;
   bucket: VeleroBucket;
+  copier: Pick<SnapshotCopier, "deleteCopy">;
   codec: VeleroCodec;
   clock: Clock;
   log: Log;
@@ -29,9 +38,28 @@ export interface EvaluateResult extends Evaluation {
   replicationLagSeconds?: number;
 }
 
+export type RetireOutcome =
+  | { status: "retired"; copies: number; objects: number }
+  | { status: "kept" | "unknown"; reason: string };
+
 export type RegisterOutcome =
   | { status: "registered" | "stale"; evaluation?: EvaluateResult }
-  | { status: "gone"; reason: string };
+  | { status: "gone"; reason: string; retention: RetireOutcome };
+
+/**
+ * The newest DR-ready backup of each schedule (ad-hoc backups form one group): the recovery points
+ * that retention never deletes, even once Velero has.
+ */
+export function newestReadyPerSchedule(backups: readonly StoredBackup[]): Map<string, string> {
+  const best = new Map<string, StoredBackup>();
+  for (const b of backups) {
+    if (!b.drReadyAt || !b.startTimestamp) continue;
+    const key = b.schedule ?? "";
+    const cur = best.get(key);
+    if (!cur || Date.parse(b.startTimestamp) > Date.parse(cur.startTimestamp ?? "")) best.set(key, b);
+  }
+  return new Map([...best].map(([k, b]) => [k, b.name]));
+}
 
 /**
  * Velero backups in the failover region: registration from the bucket, the DR-ready verdict, and
@@ -50,7 +78,13 @@ export class BackupRegistry {
    */
   async register(name: string): Promise<RegisterOutcome> {
     const files = await this.deps.bucket.read(name);
-    if (!files) return { status: "gone", reason: `backups/${name}/velero-backup.json does not exist` };
+    if (!files) {
+      return {
+        status: "gone",
+        reason: `backups/${name}/velero-backup.json does not exist`,
+        retention: await this.retire(name),
+      };
+    }
     const state = this.deps.codec.toState(name, files);
     const status = await this.deps.ledger.registerBackup({ ...state, metadataModified: files.modified });
     if (status === "stale") return { status };
@@ -65,6 +99,10 @@ export class BackupRegistry {
     const { ledger, clock, log } = this.deps;
     const backup = await ledger.getBackup(name);
     if (!backup) return undefined;
+    if (backup.retiredAt) {
+      await this.retire(name); // a copy that finished after Velero deleted the backup goes too
+      return undefined;
+    }
     const now = clock.now();
     const copies = await ledger.getSnapshots((backup.expected ?? []).map((e) => e.sourceSnapshotId));
     const e = evaluateBackup(backup, copies, { now, allowedWarnings: this.options.allowedWarnings });
@@ -93,11 +131,51 @@ export class BackupRegistry {
     return bucket.publish(backup.name, replaced);
   }
 
+  /**
+   * Velero deleted the backup (its velero-backup.json is gone): delete its copies and its failover
+   * metadata, unless it is the newest DR-ready backup of its schedule, the recovery point, which is
+   * kept until a newer one is ready. Idempotent: copies already gone are skipped.
+   */
+  async retire(name: string): Promise<RetireOutcome> {
+    const { ledger, bucket, copier, clock, log } = this.deps;
+    const backup = await ledger.getBackup(name);
+    if (!backup) return { status: "unknown", reason: `backup ${name} was never registered` };
+    const keep = newestReadyPerSchedule(await ledger.listBackups(500)).get(backup.schedule ?? "");
+    if (keep === name) {
+      const reason = `kept: the newest DR-ready backup of ${backup.schedule ? `schedule ${backup.schedule}` : "ad-hoc backups"}`;
+      log.warn("Velero deleted the recovery point; keeping its copies", { backup: name });
+      return { status: "kept", reason };
+    }
+    const records = await ledger.getSnapshots((backup.expected ?? []).map((e) => e.sourceSnapshotId));
+    let copies = 0;
+    for (const r of records.values()) {
+      if (r.status === "completed" && r.copySnapshotId && (await copier.deleteCopy(r.copySnapshotId)))
+        copies++;
+    }
+    const objects = backup.failoverPrefix ? await bucket.unpublish(name) : 0;
+    const reason = `deleted by Velero; ${copies} copies and ${objects} failover objects removed`;
+    await ledger.retireBackup(name, clock.now().toISOString(), reason);
+    log.info("backup retired", { backup: name, copies, objects });
+    return { status: "retired", copies, objects };
+  }
+
+  /** Retention for the sweep: backups Velero deleted without our hearing of it. */
+  async sweepRetention(limit = 200): Promise<{ retired: string[]; kept: string[] }> {
+    const out = { retired: [] as string[], kept: [] as string[] };
+    for (const b of await this.deps.ledger.listBackups(limit)) {
+      if (b.retiredAt || (await this.deps.bucket.read(b.name))) continue;
+      const r = await this.retire(b.name);
+      if (r.status === "retired") out.retired.push(b.name);
+      else if (r.status === "kept") out.kept.push(b.name);
+    }
+    return out;
+  }
+
   /** Re-evaluates backups that may still become ready (the sweep calls this). */
   async evaluateOpen(limit = 50): Promise<{ evaluated: number; ready: string[]; errors: string[] }> {
     const out = { evaluated: 0, ready: [] as string[], errors: [] as string[] };
     for (const b of await this.deps.ledger.listBackups(limit)) {
-      if (b.drReadyAt || b.verdict === "not-ready") continue;
+      if (b.drReadyAt || b.retiredAt || b.verdict === "not-ready") continue;
       try {
         const e = await this.evaluate(b.name);
         out.evaluated++;

@@ -29,6 +29,14 @@ describe("settingsFromEnv", () => {
       DR_EXCLUDE_TAGS: "dr=skip,tier=scratch",
       DR_MAX_COPY_ATTEMPTS: "4",
       DR_STUCK_AFTER_MINUTES: "90",
+      DR_RPO_TARGET_MINUTES: "30",
+      DR_VELERO_BUCKET: "acme-velero",
+      DR_VELERO_PREFIX: "/cbci/",
+      DR_FAILOVER_PREFIX: "cbci-failover",
+      DR_ZONE_MAP: "us-east-1a=us-west-2a, us-east-1b=us-west-2b",
+      DR_DEFAULT_ZONE: "us-west-2c",
+      DR_ALLOWED_WARNINGS: "2",
+      DR_COMBINED_SNAPSHOT_IDS: "true",
       DR_ALERT_EMAIL: "ops@example.com",
     };
     // act
@@ -45,6 +53,16 @@ describe("settingsFromEnv", () => {
         excludeTags: { dr: "skip", tier: "scratch" },
         maxCopyAttempts: 4,
         stuckAfterMinutes: 90,
+        rpoTargetMinutes: 30,
+        velero: {
+          bucket: "acme-velero",
+          prefix: "cbci",
+          failoverPrefix: "cbci-failover",
+          zoneMap: { "us-east-1a": "us-west-2a", "us-east-1b": "us-west-2b" },
+          defaultZone: "us-west-2c",
+          allowedWarnings: 2,
+          combinedIds: true,
+        },
       },
       alertEmail: "ops@example.com",
     });
@@ -53,6 +71,8 @@ describe("settingsFromEnv", () => {
 
   it("applies loadConfig's documented defaults and leaves optional settings out", () => {
     const { config, alertEmail } = settingsFromEnv(BASE);
+    expect(config.rpoTargetMinutes).toBe(60);
+    expect(config.velero).toBeUndefined(); // registration off without DR_VELERO_BUCKET
     const fromFunctions = loadConfig({
       LEDGER_TABLE: "t",
       SOURCE_REGIONS: "us-east-1",
@@ -88,6 +108,53 @@ describe("settingsFromEnv", () => {
     [{ ...BASE, DR_MAX_COPY_ATTEMPTS: "0" }, "DR_MAX_COPY_ATTEMPTS must be between 1 and 20, got 0"],
     [{ ...BASE, DR_STUCK_AFTER_MINUTES: "1" }, "DR_STUCK_AFTER_MINUTES must be between 5 and 2880, got 1"],
     [{ ...BASE, DR_ALERT_EMAIL: "ops" }, 'DR_ALERT_EMAIL must be an email address, got "ops"'],
+    [{ ...BASE, DR_RPO_TARGET_MINUTES: "0" }, "DR_RPO_TARGET_MINUTES must be between 1 and 10080, got 0"],
+    [{ ...BASE, DR_VELERO_BUCKET: "acme-velero" }, "DR_ZONE_MAP is required but not set"],
+    [
+      { ...BASE, DR_VELERO_BUCKET: "Not_A_Bucket", DR_ZONE_MAP: "us-east-1a=us-west-2a" },
+      "DR_VELERO_BUCKET is not a valid bucket name",
+    ],
+    [
+      { ...BASE, DR_VELERO_BUCKET: "acme-velero", DR_ZONE_MAP: "us-east-1a=us-east-1b" },
+      'DR_ZONE_MAP must name zones of the failover region us-west-2, got "us-east-1b"',
+    ],
+    [
+      {
+        ...BASE,
+        DR_VELERO_BUCKET: "acme-velero",
+        DR_ZONE_MAP: "us-east-1a=us-west-2a",
+        DR_DEFAULT_ZONE: "eu-west-1a",
+      },
+      'DR_DEFAULT_ZONE must name zones of the failover region us-west-2, got "eu-west-1a"',
+    ],
+    [
+      {
+        ...BASE,
+        DR_VELERO_BUCKET: "acme-velero",
+        DR_ZONE_MAP: "us-east-1a=us-west-2a",
+        DR_VELERO_PREFIX: "v",
+        DR_FAILOVER_PREFIX: "v/",
+      },
+      'DR_FAILOVER_PREFIX must differ from DR_VELERO_PREFIX ("v")',
+    ],
+    [
+      {
+        ...BASE,
+        DR_VELERO_BUCKET: "acme-velero",
+        DR_ZONE_MAP: "us-east-1a=us-west-2a",
+        DR_ALLOWED_WARNINGS: "-1",
+      },
+      'DR_ALLOWED_WARNINGS must be an integer, got "-1"',
+    ],
+    [
+      {
+        ...BASE,
+        DR_VELERO_BUCKET: "acme-velero",
+        DR_ZONE_MAP: "us-east-1a=us-west-2a",
+        DR_COMBINED_SNAPSHOT_IDS: "yes",
+      },
+      'DR_COMBINED_SNAPSHOT_IDS must be true or false, got "yes"',
+    ],
   ])("rejects %o naming the setting the deployer sets", (env, message) => {
     expect(() => settingsFromEnv(env)).toThrow(ConfigError);
     expect(() => settingsFromEnv(env)).toThrow(message);

@@ -13,15 +13,26 @@ import path from "node:path";
 import { App } from "sst/constructs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { INDEX } from "../../functions/adapters/dynamo-ledger.js";
+import { METRIC } from "../../functions/app/metrics.js";
 import { configToEnv } from "../../functions/core/config.js";
 import { SOURCE_SNAPSHOT_TAG } from "../../functions/core/model.js";
 import { COPY_EVENT_PATTERNS, SNAPSHOT_EVENT_PATTERNS } from "../../functions/core/patterns.js";
+import { startMoto } from "../../local/moto.js";
 import config from "../../sst.config.js";
 import { HANDLERS, sstBuildOptions, sstEsbuild } from "../../stacks/functions.js";
 import { STATUS_INDEX } from "../../stacks/Replication.js";
 import { settingsFromEnv } from "../../stacks/settings.js";
 import { type SynthesizedStack, synthRegion } from "../../stacks/synth.js";
 import { allStatements, countByType, flat, type Json, policyRoles, type Resource, resources } from "./cfn.js";
+import {
+  cloudwatch,
+  dashboardBodyText,
+  type MetricRow,
+  metricRows,
+  parseDashboardBody,
+  shapeProblems,
+  type Widget,
+} from "./dashboard.js";
 
 const PRIMARY = "us-east-1";
 const FAILOVER = "us-west-2";
@@ -36,9 +47,23 @@ const FORWARD_RULE_ARNS = Object.keys(SNAPSHOT_EVENT_PATTERNS).map(
   (key) => `arn:aws:events:${PRIMARY}:${ACCOUNT}:rule/velero-dr-test-forward-${key}`,
 );
 const snapshotArns = (region: string) => `arn:aws:ec2:${region}::snapshot/*`;
+/** The same deployment with Velero's bucket: backup registration, the recovery point, its alarm. */
+const VELERO_SETTINGS = {
+  ...SETTINGS,
+  DR_VELERO_BUCKET: "acme-velero",
+  DR_VELERO_PREFIX: "cbci",
+  DR_FAILOVER_PREFIX: "cbci-failover",
+  DR_ZONE_MAP: "us-east-1a=us-west-2a,us-east-1b=us-west-2b",
+  DR_DEFAULT_ZONE: "us-west-2c",
+  DR_ALLOWED_WARNINGS: "1",
+  DR_COMBINED_SNAPSHOT_IDS: "true",
+  DR_RPO_TARGET_MINUTES: "30",
+};
+const BUCKET_ARN = "arn:aws:s3:::acme-velero";
 
 let replication: SynthesizedStack;
 let primary: SynthesizedStack;
+let withVelero: SynthesizedStack;
 const timings: Record<string, number> = {};
 
 async function timed<T>(label: string, fn: () => Promise<T>): Promise<T> {
@@ -57,18 +82,96 @@ function only<T>(items: T[], what: string): T {
   return item;
 }
 
+function fnByHandler(template: Record<string, unknown>, handler: string): Resource {
+  return only(
+    resources(template, "AWS::Lambda::Function").filter((f) => f.props.Handler === handler),
+    `function ${handler}`,
+  );
+}
+
+/** The identity statements of the role a handler runs as. */
+function statementsOfHandler(template: Record<string, unknown>, handler: string) {
+  const role = String(flat(fnByHandler(template, handler).props.Role)).replace(/\.Arn$/, "");
+  return resources(template, "AWS::IAM::Policy")
+    .filter((p: Resource) => policyRoles(p).includes(role))
+    .flatMap((p) => allStatements({ Resources: { [p.id]: p.raw } }));
+}
+
+function everyAction(template: Record<string, unknown>): string[] {
+  return allStatements(template).flatMap((s) => s.actions);
+}
+
+/** The alarms on our own copy metrics, as the tests compare them. */
+function planeAlarms(template: Record<string, unknown>) {
+  const topic = only(resources(template, "AWS::SNS::Topic"), "topic").id;
+  return resources(template, "AWS::CloudWatch::Alarm")
+    .map((a) => flat(a.props) as Record<string, Json>)
+    .filter((a) => a.Namespace === "VeleroDR" && a.MetricName !== METRIC.recoveryPointAge)
+    .map((a) => {
+      expect(a.AlarmActions).toEqual([`ref:${topic}`]);
+      expect(a.OKActions).toEqual([`ref:${topic}`]);
+      const { AlarmName, MetricName, Dimensions, Statistic, Period, Threshold, ComparisonOperator } = a;
+      const { EvaluationPeriods, TreatMissingData } = a;
+      return {
+        AlarmName,
+        MetricName,
+        Dimensions,
+        Statistic,
+        Period,
+        Threshold,
+        ComparisonOperator,
+        EvaluationPeriods,
+        TreatMissingData,
+      };
+    })
+    .sort((a, b) => String(a.AlarmName).localeCompare(String(b.AlarmName)));
+}
+
+const SERVICE_DIMENSION = [{ Name: "service", Value: "velero-dr" }];
+const PLANE_ALARMS = [
+  {
+    AlarmName: "velero-dr-test-copies-stuck",
+    MetricName: METRIC.copiesStuck,
+    Dimensions: SERVICE_DIMENSION,
+    Statistic: "Maximum",
+    Period: 300,
+    Threshold: 0,
+    ComparisonOperator: "GreaterThanThreshold",
+    EvaluationPeriods: 1,
+    // published every 5 minutes by the sweep; a missed period keeps the state (no flapping)
+    TreatMissingData: "ignore",
+  },
+  {
+    AlarmName: "velero-dr-test-copy-failures",
+    MetricName: METRIC.copyFailures,
+    Dimensions: SERVICE_DIMENSION,
+    Statistic: "Sum",
+    Period: 300,
+    Threshold: 0,
+    ComparisonOperator: "GreaterThanThreshold",
+    EvaluationPeriods: 1,
+    TreatMissingData: "notBreaching",
+  },
+];
+
 beforeAll(async () => {
   // arrange + act: one synthesis per region, as `sst deploy` (failover) and `sst deploy --region`
   const failoverStacks = await timed("synth failover region", () => synthRegion(FAILOVER, { env: SETTINGS }));
   const primaryStacks = await timed("synth primary region", () => synthRegion(PRIMARY, { env: SETTINGS }));
+  const veleroStacks = await timed("synth failover region with Velero's bucket", () =>
+    synthRegion(FAILOVER, { env: VELERO_SETTINGS }),
+  );
   replication = only(failoverStacks, "stack in the failover region");
   primary = only(primaryStacks, "stack in the primary region");
+  withVelero = only(veleroStacks, "stack in the failover region, with Velero's bucket");
   console.log("stack synthesis timings (ms):", timings);
 }, 240_000);
 
 afterAll(async () => {
   // CDK writes each cloud assembly (function bundles included) to a fresh temporary directory.
-  for (const s of [replication, primary]) if (s) await rm(s.assemblyDir, { recursive: true, force: true });
+  for (const s of [replication, primary, withVelero]) {
+    if (s) await rm(s.assemblyDir, { recursive: true, force: true });
+  }
 });
 
 describe("multi-region app", () => {
@@ -150,8 +253,9 @@ describe("Replication stack (failover region)", () => {
       "AWS::Events::Rule": 5,
       "AWS::SQS::Queue": 4,
       "AWS::SQS::QueuePolicy": 4,
-      // DLQ depth and oldest-message age per queue, and the sweep's errors
-      "AWS::CloudWatch::Alarm": 5,
+      // DLQ depth and oldest-message age per queue, the sweep's errors, copy failures, stuck copies
+      "AWS::CloudWatch::Alarm": 7,
+      "AWS::CloudWatch::Dashboard": 1,
       "AWS::KMS::Key": 1,
       "AWS::SNS::Topic": 1,
       "AWS::SNS::TopicPolicy": 1,
@@ -393,11 +497,12 @@ describe("Replication stack (failover region)", () => {
   });
 
   it("ships each handler as the minified ESM bundle scripts/bundle.ts builds (SST's esbuild), without source maps", async () => {
+    // every handler, so from the deployment that has them all
     const esbuild = sstEsbuild();
     for (const handler of Object.values(HANDLERS)) {
-      const code = byHandler(handler).props.Code as Record<string, Json>;
+      const code = fnByHandler(withVelero.template, handler).props.Code as Record<string, Json>;
       const hash = String(code.S3Key).replace(/\.zip$/, "");
-      const assetDir = path.join(replication.assemblyDir, `asset.${hash}`);
+      const assetDir = path.join(withVelero.assemblyDir, `asset.${hash}`);
       const base = handler.slice(0, handler.lastIndexOf("."));
       const deployed = readFileSync(path.join(assetDir, `${base}.mjs`));
       expect(readdirSync(path.join(assetDir, path.dirname(base))).filter((f) => f.endsWith(".map"))).toEqual(
@@ -463,8 +568,481 @@ describe("Replication stack (failover region)", () => {
         "SnapshotEventsQueueUrl",
         "CopyEventsQueueUrl",
         "AlertsTopicArn",
+        "DashboardName",
       ]),
     );
+  });
+
+  it("alarms on copy failures and stuck copies (our metrics, service dimension), to the alerts topic", () => {
+    expect(planeAlarms(t())).toEqual(PLANE_ALARMS);
+  });
+
+  it("has no Velero parts without DR_VELERO_BUCKET: no S3 access, no register or recovery point", () => {
+    expect(everyAction(t()).filter((a) => a.startsWith("s3:"))).toEqual([]);
+    const handlers = resources(t(), "AWS::Lambda::Function").map((f) => f.props.Handler);
+    expect(handlers).not.toContain(HANDLERS.register);
+    expect(handlers).not.toContain(HANDLERS.recoveryPoint);
+    const body = parseDashboardBody(
+      dashboardBodyText(only(resources(t(), "AWS::CloudWatch::Dashboard"), "dashboard"), FAILOVER),
+    );
+    expect(shapeProblems(body)).toEqual([]);
+    const names = body.widgets.flatMap(metricRows).map((r) => r.name ?? String(r.options.expression));
+    expect(names.some((n) => n.includes(METRIC.recoveryPointAge))).toBe(false);
+    expect(names).toEqual(expect.arrayContaining([METRIC.copiesInFlight, METRIC.copyFailures]));
+  });
+});
+
+describe("Replication stack with Velero's bucket (DR-ready backups)", () => {
+  const t = () => withVelero.template;
+  const queue = (prefix: string) =>
+    only(
+      resources(t(), "AWS::SQS::Queue").filter((q) => q.id.startsWith(prefix)),
+      prefix,
+    ).id;
+  const dashboard = () => only(resources(t(), "AWS::CloudWatch::Dashboard"), "dashboard");
+  const body = () => parseDashboardBody(dashboardBodyText(dashboard(), FAILOVER));
+  const widget = (title: string): Widget =>
+    only(
+      body().widgets.filter((w) => w.properties.title === title),
+      `widget "${title}"`,
+    );
+  const ours = (rows: MetricRow[]) => rows.filter((r) => r.namespace === "VeleroDR");
+  const search = (rows: MetricRow[]) =>
+    rows.flatMap((r) => (r.options.expression ? [String(r.options.expression)] : []));
+
+  it("adds the backup-events queue and rule, the register and recovery-point functions, their alarms", () => {
+    expect(countByType(t())).toEqual({
+      "AWS::DynamoDB::Table": 1,
+      "AWS::Events::EventBus": 1,
+      "AWS::Events::EventBusPolicy": 1,
+      // the five of the plane, the Velero bucket's events, the recovery point's schedule
+      "AWS::Events::Rule": 7,
+      "AWS::SQS::Queue": 6,
+      "AWS::SQS::QueuePolicy": 6,
+      // 3 queues x (DLQ depth, age), sweep errors, copy failures, stuck copies, recovery point age
+      "AWS::CloudWatch::Alarm": 10,
+      "AWS::CloudWatch::Dashboard": 1,
+      "AWS::KMS::Key": 1,
+      "AWS::SNS::Topic": 1,
+      "AWS::SNS::TopicPolicy": 1,
+      "AWS::SNS::Subscription": 1,
+      "AWS::Lambda::Function": 5,
+      "AWS::IAM::Role": 5,
+      "AWS::IAM::Policy": 5,
+      "AWS::Logs::LogGroup": 5,
+      "AWS::Lambda::EventSourceMapping": 3,
+      // the sweep and the recovery point: no async retries (the next run is the retry)
+      "AWS::Lambda::EventInvokeConfig": 2,
+      "AWS::Lambda::Permission": 2,
+      "AWS::SSM::Parameter": 5,
+    });
+    // The bucket is the user's own: never created or changed by the stack.
+    expect(
+      everyAction(t()).filter((a) => /^s3:(Put|Delete)Bucket/.test(a) || a.startsWith("s3:Create")),
+    ).toEqual([]);
+  });
+
+  it("sends the bucket's object events under <prefix>/backups/ from the default bus to the backup-events queue", () => {
+    const backupEvents = queue("BackupEventsQueue");
+    const rule = only(
+      resources(t(), "AWS::Events::Rule").filter((r) =>
+        JSON.stringify(r.props.EventPattern ?? {}).includes("aws.s3"),
+      ),
+      "bucket rule",
+    );
+    expect(rule.props.EventBusName).toBeUndefined(); // the default bus, where S3 delivers
+    expect(rule.props.EventPattern).toEqual({
+      source: ["aws.s3"],
+      "detail-type": ["Object Created", "Object Deleted"],
+      detail: { bucket: { name: ["acme-velero"] }, object: { key: [{ prefix: "cbci/backups/" }] } },
+    });
+    expect(flat(rule.props.Targets)).toEqual([{ Arn: `${backupEvents}.Arn`, Id: "Target0" }]);
+    const sends = allStatements(t()).filter(
+      (s) => s.kind === "resource" && s.resources.includes(`${backupEvents}.Arn`) && s.effect === "Allow",
+    );
+    expect(sends).toEqual([
+      expect.objectContaining({
+        actions: expect.arrayContaining(["sqs:SendMessage"]),
+        principal: { Service: "events.amazonaws.com" },
+        condition: { ArnEquals: { "aws:SourceArn": `${rule.id}.Arn` } },
+      }),
+    ]);
+  });
+
+  it("gives the backup-events queue an encrypted DLQ and alarms on its depth and age", () => {
+    const [backupEvents, dlq] = [queue("BackupEventsQueue"), queue("BackupEventsDlq")];
+    const props = (id: string) =>
+      only(
+        resources(t(), "AWS::SQS::Queue").filter((r) => r.id === id),
+        id,
+      ).props;
+    expect(props(backupEvents)).toMatchObject({
+      SqsManagedSseEnabled: true,
+      VisibilityTimeout: 360,
+      RedrivePolicy: { deadLetterTargetArn: { "Fn::GetAtt": [dlq, "Arn"] }, maxReceiveCount: 5 },
+    });
+    expect(props(dlq)).toMatchObject({ SqsManagedSseEnabled: true, MessageRetentionPeriod: 14 * 24 * 3600 });
+    const topic = only(resources(t(), "AWS::SNS::Topic"), "topic").id;
+    const alarms = resources(t(), "AWS::CloudWatch::Alarm").map((a) => flat(a.props) as Record<string, Json>);
+    const on = (id: string) =>
+      alarms.filter((a) => JSON.stringify(a.Dimensions).includes(`"${id}.QueueName"`));
+    expect(on(dlq)).toEqual([
+      expect.objectContaining({
+        AlarmName: "velero-dr-test-BackupEvents-dlq-depth",
+        MetricName: "ApproximateNumberOfMessagesVisible",
+        Threshold: 0,
+        ComparisonOperator: "GreaterThanThreshold",
+        AlarmActions: [`ref:${topic}`],
+      }),
+    ]);
+    expect(on(backupEvents)).toEqual([
+      expect.objectContaining({
+        AlarmName: "velero-dr-test-BackupEvents-oldest-message-age",
+        MetricName: "ApproximateAgeOfOldestMessage",
+        Threshold: 900,
+        AlarmActions: [`ref:${topic}`],
+      }),
+    ]);
+  });
+
+  it("runs register on the queue and the recovery point every minute, both with the Velero settings", () => {
+    const table = only(resources(t(), "AWS::DynamoDB::Table"), "table").id;
+    const { config: c } = settingsFromEnv(VELERO_SETTINGS);
+    const expectedEnv = {
+      ...configToEnv({ ...c, ledgerTable: "placeholder" }),
+      LEDGER_TABLE: `ref:${table}`,
+      POWERTOOLS_SERVICE_NAME: "velero-dr",
+      POWERTOOLS_METRICS_NAMESPACE: "VeleroDR",
+    };
+    expect(expectedEnv).toMatchObject({
+      VELERO_BUCKET: "acme-velero",
+      VELERO_PREFIX: "cbci",
+      FAILOVER_PREFIX: "cbci-failover",
+      ZONE_MAP: "us-east-1a=us-west-2a,us-east-1b=us-west-2b",
+      DEFAULT_ZONE: "us-west-2c",
+      ALLOWED_WARNINGS: "1",
+      COMBINED_SNAPSHOT_IDS: "true",
+      RPO_TARGET_MINUTES: "30",
+    });
+    for (const [handler, timeout] of [
+      [HANDLERS.replicate, 60],
+      [HANDLERS.copyCompleted, 60],
+      [HANDLERS.sweep, 120],
+      [HANDLERS.register, 60],
+      [HANDLERS.recoveryPoint, 30],
+    ] as const) {
+      const fn = fnByHandler(t(), handler);
+      expect(fn.props).toMatchObject({ Runtime: "nodejs22.x", Architectures: ["arm64"], Timeout: timeout });
+      expect((flat(fn.props.Environment) as { Variables: Record<string, Json> }).Variables).toMatchObject(
+        expectedEnv,
+      );
+    }
+    const register = fnByHandler(t(), HANDLERS.register).id;
+    expect(resources(t(), "AWS::Lambda::EventSourceMapping").map((m) => flat(m.props))).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          EventSourceArn: `${queue("BackupEventsQueue")}.Arn`,
+          FunctionName: `ref:${register}`,
+          FunctionResponseTypes: ["ReportBatchItemFailures"],
+          BatchSize: 10,
+        }),
+      ]),
+    );
+    const recoveryPoint = fnByHandler(t(), HANDLERS.recoveryPoint).id;
+    const schedule = only(
+      resources(t(), "AWS::Events::Rule").filter((r) => r.props.ScheduleExpression === "rate(1 minute)"),
+      "recovery point schedule",
+    );
+    expect(flat(schedule.props.Targets)).toEqual([{ Arn: `${recoveryPoint}.Arn`, Id: "Target0" }]);
+    expect(resources(t(), "AWS::Lambda::Permission").map((p) => flat(p.props))).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          Principal: "events.amazonaws.com",
+          FunctionName: `${recoveryPoint}.Arn`,
+          SourceArn: `${schedule.id}.Arn`,
+        }),
+      ]),
+    );
+    expect(resources(t(), "AWS::Lambda::EventInvokeConfig").map((c) => flat(c.props))).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ FunctionName: `ref:${recoveryPoint}`, MaximumRetryAttempts: 0 }),
+      ]),
+    );
+  });
+
+  it("scopes S3 to the bucket's backups (read, list by prefix) and the failover prefix (write)", () => {
+    const expected = [
+      { sid: "VeleroBackupsRead", actions: ["s3:GetObject"], resources: [`${BUCKET_ARN}/cbci/backups/*`] },
+      {
+        sid: "VeleroBackupsList",
+        actions: ["s3:ListBucket"],
+        resources: [BUCKET_ARN],
+        condition: { StringLike: { "s3:prefix": "cbci/backups/*" } },
+      },
+      {
+        sid: "FailoverMetadataWrite",
+        actions: ["s3:PutObject"],
+        resources: [`${BUCKET_ARN}/cbci-failover/backups/*`],
+      },
+    ];
+    const s3Of = (handler: string) =>
+      statementsOfHandler(t(), handler)
+        .filter((s) => s.actions.some((a) => a.startsWith("s3:")))
+        .map((s) => ({
+          effect: s.effect,
+          actions: s.actions,
+          resources: s.resources,
+          condition: s.condition,
+        }));
+    // register, and the two functions that also judge backups DR-ready and publish their metadata
+    for (const handler of [HANDLERS.register, HANDLERS.copyCompleted, HANDLERS.sweep]) {
+      expect(s3Of(handler), handler).toEqual(
+        expected.map(({ sid: _sid, ...s }) => ({ effect: "Allow", condition: undefined, ...s })),
+      );
+    }
+    for (const handler of [HANDLERS.replicate, HANDLERS.recoveryPoint])
+      expect(s3Of(handler), handler).toEqual([]);
+    // nowhere s3:*, nowhere an S3 action on "*", nothing outside the Velero bucket
+    const s3 = allStatements(t()).filter((s) => s.actions.some((a) => a.startsWith("s3:")));
+    expect(s3).toHaveLength(9);
+    for (const s of s3) {
+      expect(s.actions.filter((a) => a.includes("*"))).toEqual([]);
+      expect(s.resources).not.toContain("*");
+      for (const r of s.resources) expect(r === BUCKET_ARN || r.startsWith(`${BUCKET_ARN}/`)).toBe(true);
+    }
+  });
+
+  it("keeps register off EC2, and the recovery point to a Query on the ledger's status index", () => {
+    const table = only(resources(t(), "AWS::DynamoDB::Table"), "table").id;
+    const ownActions = (handler: string) =>
+      statementsOfHandler(t(), handler).filter((s) => !s.actions.every((a) => a.startsWith("sqs:")));
+    const register = ownActions(HANDLERS.register);
+    expect(register.flatMap((s) => s.actions).filter((a) => a.startsWith("ec2:"))).toEqual([]);
+    expect(register.filter((s) => s.actions.some((a) => a.startsWith("dynamodb:")))).toEqual([
+      expect.objectContaining({
+        actions: ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"],
+        resources: [`${table}.Arn`],
+      }),
+    ]);
+    expect(ownActions(HANDLERS.recoveryPoint)).toEqual([
+      expect.objectContaining({
+        effect: "Allow",
+        actions: ["dynamodb:Query"],
+        resources: [`${table}.Arn/index/byStatus`],
+        condition: undefined,
+      }),
+    ]);
+    // Resource "*" still only for DescribeSnapshots, in the three functions that admit copies
+    const star = allStatements(t()).filter((s) => s.kind === "identity" && s.resources.includes("*"));
+    expect(star.map((s) => s.actions)).toEqual([
+      ["ec2:DescribeSnapshots"],
+      ["ec2:DescribeSnapshots"],
+      ["ec2:DescribeSnapshots"],
+    ]);
+  });
+
+  it("alarms when the recovery point is older than the RPO target or missing, on copy failures and stuck copies", () => {
+    const topic = only(resources(t(), "AWS::SNS::Topic"), "topic").id;
+    const alarms = resources(t(), "AWS::CloudWatch::Alarm").map((a) => flat(a.props) as Record<string, Json>);
+    const rpo = only(
+      alarms.filter((a) => a.MetricName === METRIC.recoveryPointAge),
+      "recovery point alarm",
+    );
+    expect(rpo).toMatchObject({
+      AlarmName: "velero-dr-test-recovery-point-age",
+      Namespace: "VeleroDR",
+      // the overall recovery point, with the service dimension Powertools adds
+      Dimensions: [
+        { Name: "Schedule", Value: "all" },
+        { Name: "service", Value: "velero-dr" },
+      ],
+      Statistic: "Maximum",
+      Period: 60,
+      Threshold: 30 * 60, // DR_RPO_TARGET_MINUTES
+      ComparisonOperator: "GreaterThanThreshold",
+      EvaluationPeriods: 3,
+      DatapointsToAlarm: 3,
+      // no DR-ready backup publishes no age (functions/app/recovery-point.ts): a breach
+      TreatMissingData: "breaching",
+      AlarmActions: [`ref:${topic}`],
+      OKActions: [`ref:${topic}`],
+    });
+    expect(planeAlarms(t())).toEqual(PLANE_ALARMS);
+    expect(alarms.map((a) => a.AlarmName).sort()).toEqual([
+      "velero-dr-test-BackupEvents-dlq-depth",
+      "velero-dr-test-BackupEvents-oldest-message-age",
+      "velero-dr-test-CopyEvents-dlq-depth",
+      "velero-dr-test-CopyEvents-oldest-message-age",
+      "velero-dr-test-SnapshotEvents-dlq-depth",
+      "velero-dr-test-SnapshotEvents-oldest-message-age",
+      "velero-dr-test-copies-stuck",
+      "velero-dr-test-copy-failures",
+      "velero-dr-test-recovery-point-age",
+      "velero-dr-test-sweep-errors",
+    ]);
+    for (const a of alarms) expect(a.AlarmActions).toEqual([`ref:${topic}`]);
+  });
+
+  it("builds the velero-dr-<stage> dashboard on CloudWatch's grid, every widget well formed", () => {
+    expect(dashboard().props.DashboardName).toBe("velero-dr-test");
+    const b = body();
+    expect(shapeProblems(b)).toEqual([]);
+    expect(b.widgets.map((w) => [w.type, w.properties.title ?? "(text)"])).toEqual([
+      ["text", "(text)"],
+      ["alarm", "Alarms"],
+      ["metric", "Recovery point age (s) against the RPO target"],
+      ["metric", "Newest DR-ready backup"],
+      ["log", "Newest DR-ready backup, by name (recovery-point function, every minute)"],
+      ["metric", "Backup replication lag (s): completed -> DR-ready"],
+      ["metric", "Snapshot copy lag (s): source snapshot start -> copy completed"],
+      ["metric", "Copies in flight against the budget"],
+      ["metric", "Waiting and superseded copies"],
+      ["metric", "Failures, throttles and stuck copies"],
+      ["metric", "Dead-letter queues (messages)"],
+      ["metric", "Oldest message per event queue (s)"],
+    ]);
+    // Every metric of ours carries Powertools' service dimension, as the functions emit it.
+    for (const w of b.widgets) {
+      for (const r of ours(metricRows(w)))
+        expect(r.dimensions.service, `${r.name} in ${w.properties.title}`).toBe("velero-dr");
+    }
+    for (const e of b.widgets.flatMap((w) => search(metricRows(w)))) {
+      expect(e).toMatch(
+        /^SEARCH\('\{VeleroDR,Schedule,service\} MetricName="\w+" service="velero-dr" NOT Schedule="all"'/,
+      );
+    }
+    expect(b.widgets.filter((w) => w.type === "metric").every((w) => w.properties.region === FAILOVER)).toBe(
+      true,
+    );
+  });
+
+  it("draws the recovery point age against the RPO target, and the newest DR-ready backup by value and by name", () => {
+    const age = widget("Recovery point age (s) against the RPO target");
+    const rows = metricRows(age);
+    expect(ours(rows)).toEqual([
+      {
+        namespace: "VeleroDR",
+        name: METRIC.recoveryPointAge,
+        dimensions: { Schedule: "all", service: "velero-dr" },
+        options: { label: "all schedules", period: 60, stat: "Maximum" },
+      },
+    ]);
+    expect(search(rows)).toEqual([
+      `SEARCH('{VeleroDR,Schedule,service} MetricName="RecoveryPointAge" service="velero-dr" NOT Schedule="all"', 'Maximum', 60)`,
+    ]);
+    expect(age.properties.annotations).toEqual({
+      horizontal: [{ value: 1800, label: "RPO target (30 min)", color: "#d62728", yAxis: "left" }],
+    });
+    const newest = widget("Newest DR-ready backup");
+    expect(newest.properties.view).toBe("singleValue");
+    expect(ours(metricRows(newest)).map((r) => [r.name, r.dimensions.Schedule, r.options.stat])).toEqual([
+      [METRIC.recoveryPointAge, "all", "Maximum"],
+      [METRIC.drReadyBackups, "all", "Maximum"],
+      [METRIC.recoveryPointMissing, "all", "Maximum"],
+    ]);
+    const logs = only(
+      resources(t(), "AWS::Logs::LogGroup").filter((g) => g.id.startsWith("RecoveryPointLogs")),
+      "recovery point logs",
+    ).id;
+    const query = String(
+      widget("Newest DR-ready backup, by name (recovery-point function, every minute)").properties.query,
+    );
+    expect(query.split("\n")).toEqual([
+      `SOURCE 'ref:${logs}' | fields @timestamp, backup, startTimestamp, ageSeconds, drReadyBackups, missing`,
+      `| filter message = "recovery point"`,
+      "| sort @timestamp desc",
+      "| limit 20",
+    ]);
+    expect(search(metricRows(widget("Backup replication lag (s): completed -> DR-ready")))).toEqual([
+      `SEARCH('{VeleroDR,Schedule,service} MetricName="BackupReplicationLag" service="velero-dr" NOT Schedule="all"', 'Maximum', 300)`,
+    ]);
+  });
+
+  it("draws copy lag percentiles, copies in flight against the budget and AWS's 20, waiting, superseded and failures", () => {
+    expect(
+      search(metricRows(widget("Snapshot copy lag (s): source snapshot start -> copy completed"))),
+    ).toEqual(
+      ["p50", "p90", "p99"].map(
+        (p) =>
+          `SEARCH('{VeleroDR,Schedule,service} MetricName="SnapshotCopyLag" service="velero-dr" NOT Schedule="all"', '${p}', 300)`,
+      ),
+    );
+    const inFlight = widget("Copies in flight against the budget");
+    expect(ours(metricRows(inFlight)).map((r) => [r.name, r.options.stat, r.options.period])).toEqual([
+      [METRIC.copiesInFlight, "Maximum", 60],
+    ]);
+    expect(inFlight.properties.annotations).toEqual({
+      horizontal: [
+        { value: 16, label: "copy budget (16)", color: "#ff7f0e", yAxis: "left" },
+        { value: 20, label: "AWS limit (20 per region)", color: "#d62728", yAxis: "left" },
+      ],
+    });
+    expect(
+      ours(metricRows(widget("Waiting and superseded copies"))).map((r) => [r.name, r.options.stat]),
+    ).toEqual([
+      [METRIC.copiesWaiting, "Maximum"],
+      [METRIC.copiesSuperseded, "Sum"],
+    ]);
+    expect(
+      ours(metricRows(widget("Failures, throttles and stuck copies"))).map((r) => [r.name, r.options.stat]),
+    ).toEqual([
+      [METRIC.copyFailures, "Sum"],
+      [METRIC.copiesRetried, "Sum"],
+      [METRIC.copiesThrottled, "Sum"],
+      [METRIC.copiesStuck, "Maximum"],
+      [METRIC.copiesMissedDeadline, "Sum"],
+    ]);
+  });
+
+  it("draws every dead-letter queue's depth and every event queue's oldest message, and lists every alarm", () => {
+    const byQueue = (title: string) =>
+      metricRows(widget(title)).map((r) => [r.namespace, r.name, r.dimensions.QueueName, r.options.stat]);
+    expect(byQueue("Dead-letter queues (messages)")).toEqual(
+      ["SnapshotEventsDlq", "CopyEventsDlq", "BackupEventsDlq"].map((q) => [
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+        `${queue(q)}.QueueName`,
+        "Maximum",
+      ]),
+    );
+    expect(byQueue("Oldest message per event queue (s)")).toEqual(
+      ["SnapshotEventsQueue", "CopyEventsQueue", "BackupEventsQueue"].map((q) => [
+        "AWS/SQS",
+        "ApproximateAgeOfOldestMessage",
+        `${queue(q)}.QueueName`,
+        "Maximum",
+      ]),
+    );
+    const alarmArns = resources(t(), "AWS::CloudWatch::Alarm").map((a) => `${a.id}.Arn`);
+    expect([...(widget("Alarms").properties.alarms as string[])].sort()).toEqual(alarmArns.sort());
+  });
+
+  it("is accepted by the emulator's PutDashboard and read back unchanged by GetDashboard", async () => {
+    // arrange
+    const moto = await startMoto();
+    try {
+      const text = dashboardBodyText(dashboard(), FAILOVER);
+      // act
+      const put = await cloudwatch(moto.endpoint, FAILOVER, "PutDashboard", {
+        DashboardName: "velero-dr-test",
+        DashboardBody: text,
+      });
+      const got = await cloudwatch(moto.endpoint, FAILOVER, "GetDashboard", {
+        DashboardName: "velero-dr-test",
+      });
+      // assert (and that the emulator does reject a broken body, so the acceptance means something)
+      expect(put).toEqual({ status: 200, body: { DashboardValidationMessages: [] } });
+      expect(got.status).toBe(200);
+      expect(got.body.DashboardName).toBe("velero-dr-test");
+      expect(JSON.parse(String(got.body.DashboardBody))).toEqual(JSON.parse(text));
+      const broken = await cloudwatch(moto.endpoint, FAILOVER, "PutDashboard", {
+        DashboardName: "broken",
+        DashboardBody: text.slice(0, -1),
+      });
+      expect(broken.status).toBe(400);
+    } finally {
+      await moto.stop();
+    }
   });
 });
 
@@ -615,12 +1193,16 @@ describe("IAM scoping (both stacks)", () => {
 });
 
 describe("cfn-lint", () => {
-  it("passes both templates", async () => {
+  it("passes every template (the failover region with and without Velero's bucket, the source region)", async () => {
     // arrange
     const dir = await mkdtemp(path.join(tmpdir(), "velero-dr-cfn-"));
     const files: string[] = [];
-    for (const s of [replication, primary]) {
-      const file = path.join(dir, `${s.stackName}.json`);
+    for (const [s, name] of [
+      [replication, replication.stackName],
+      [primary, primary.stackName],
+      [withVelero, `${withVelero.stackName}-velero`],
+    ] as const) {
+      const file = path.join(dir, `${name}.json`);
       await writeFile(file, JSON.stringify(s.template, null, 2));
       files.push(file);
     }

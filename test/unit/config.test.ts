@@ -84,7 +84,12 @@ describe("loadConfig: defaults", () => {
       stuckAfterMinutes: 60,
       rpoTargetMinutes: 60,
     });
-    expect(DEFAULTS).toEqual({ copyBudget: 16, maxCopyAttempts: 3, stuckAfterMinutes: 60, rpoTargetMinutes: 60 });
+    expect(DEFAULTS).toEqual({
+      copyBudget: 16,
+      maxCopyAttempts: 3,
+      stuckAfterMinutes: 60,
+      rpoTargetMinutes: 60,
+    });
   });
 
   it("treats blank optional variables as unset", () => {

@@ -244,7 +244,9 @@ export function Replication({ stack }: StackContext) {
     return f;
   };
   // copy-completed and the sweep also judge backups DR-ready and publish their failover metadata.
-  const bucketAccess = velero ? veleroBucketPermissions(stack, velero) : [];
+  const bucketAccess = velero
+    ? [...veleroBucketPermissions(stack, velero), ...copyRetentionPermissions(stack, config.failoverRegion)]
+    : [];
 
   const replicate = fn(
     "Replicate",
@@ -650,12 +652,40 @@ export function veleroBucketPermissions(stack: Stack, velero: VeleroConfig): iam
       sid: "VeleroBackupsList",
       actions: ["s3:ListBucket"],
       resources: [bucket],
-      conditions: { StringLike: { "s3:prefix": `${source}*` } },
+      conditions: { StringLike: { "s3:prefix": [`${source}*`, `${backupsDir(velero.failoverPrefix)}*`] } },
     }),
+    // Publishing writes the failover copy; retention deletes it when Velero deletes the backup.
     new iam.PolicyStatement({
       sid: "FailoverMetadataWrite",
-      actions: ["s3:PutObject"],
+      actions: ["s3:PutObject", "s3:DeleteObject"],
       resources: [`${bucket}/${backupsDir(velero.failoverPrefix)}*`],
+    }),
+  ];
+}
+
+/**
+ * Retention deletes copies of backups Velero deleted: only snapshots of the failover region that
+ * carry our source tag, i.e. copies this pipeline made (never the user's own snapshots).
+ */
+export function copyRetentionPermissions(stack: Stack, failoverRegion: string): iam.PolicyStatement[] {
+  return [
+    new iam.PolicyStatement({
+      sid: "DeleteOurCopies",
+      actions: ["ec2:DeleteSnapshot"],
+      resources: [
+        Arn.format(
+          {
+            service: "ec2",
+            region: failoverRegion,
+            account: "",
+            resource: "snapshot",
+            resourceName: "*",
+            arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
+          },
+          stack,
+        ),
+      ],
+      conditions: { Null: { [`aws:ResourceTag/${SOURCE_SNAPSHOT_TAG}`]: "false" } },
     }),
   ];
 }
@@ -663,7 +693,7 @@ export function veleroBucketPermissions(stack: Stack, velero: VeleroConfig): iam
 /**
  * Registration (functions/core/registry.ts through the ledger's backup half): it upserts a backup
  * item, reads it back, reads its snapshots' records in batches, and records the verdict. It admits
- * no copy, so it has no EC2 permission at all.
+ * no copy, so its only EC2 permission is retention's (deleting our copies of deleted backups).
  */
 export function backupLedgerPermissions(table: dynamodb.ITable): iam.PolicyStatement[] {
   return [
@@ -671,6 +701,12 @@ export function backupLedgerPermissions(table: dynamodb.ITable): iam.PolicyState
       sid: "LedgerBackupItems",
       actions: ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"],
       resources: [table.tableArn],
+    }),
+    // Retention lists the registered backups to find each schedule's newest DR-ready one.
+    new iam.PolicyStatement({
+      sid: "LedgerStatusIndex",
+      actions: ["dynamodb:Query"],
+      resources: [`${table.tableArn}/index/${STATUS_INDEX}`],
     }),
   ];
 }

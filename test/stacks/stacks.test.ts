@@ -770,18 +770,18 @@ describe("Replication stack with Velero's bucket (DR-ready backups)", () => {
     );
   });
 
-  it("scopes S3 to the bucket's backups (read, list by prefix) and the failover prefix (write)", () => {
+  it("scopes S3 to the bucket's backups (read, list by prefix) and the failover prefix (write, delete)", () => {
     const expected = [
       { sid: "VeleroBackupsRead", actions: ["s3:GetObject"], resources: [`${BUCKET_ARN}/cbci/backups/*`] },
       {
         sid: "VeleroBackupsList",
         actions: ["s3:ListBucket"],
         resources: [BUCKET_ARN],
-        condition: { StringLike: { "s3:prefix": "cbci/backups/*" } },
+        condition: { StringLike: { "s3:prefix": ["cbci/backups/*", "cbci-failover/backups/*"] } },
       },
       {
         sid: "FailoverMetadataWrite",
-        actions: ["s3:PutObject"],
+        actions: ["s3:PutObject", "s3:DeleteObject"],
         resources: [`${BUCKET_ARN}/cbci-failover/backups/*`],
       },
     ];
@@ -812,17 +812,24 @@ describe("Replication stack with Velero's bucket (DR-ready backups)", () => {
     }
   });
 
-  it("keeps register off EC2, and the recovery point to a Query on the ledger's status index", () => {
+  it("keeps register's EC2 to deleting our tagged copies, and the recovery point to a Query on the ledger's status index", () => {
     const table = only(resources(t(), "AWS::DynamoDB::Table"), "table").id;
     const ownActions = (handler: string) =>
       statementsOfHandler(t(), handler).filter((s) => !s.actions.every((a) => a.startsWith("sqs:")));
     const register = ownActions(HANDLERS.register);
-    expect(register.flatMap((s) => s.actions).filter((a) => a.startsWith("ec2:"))).toEqual([]);
+    expect(register.filter((s) => s.actions.some((a) => a.startsWith("ec2:")))).toEqual([
+      expect.objectContaining({
+        actions: ["ec2:DeleteSnapshot"],
+        resources: [snapshotArns(FAILOVER)],
+        condition: { Null: { "aws:ResourceTag/dr.velero.io/source-snapshot-id": "false" } },
+      }),
+    ]);
     expect(register.filter((s) => s.actions.some((a) => a.startsWith("dynamodb:")))).toEqual([
       expect.objectContaining({
         actions: ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"],
         resources: [`${table}.Arn`],
       }),
+      expect.objectContaining({ actions: ["dynamodb:Query"], resources: [`${table}.Arn/index/byStatus`] }),
     ]);
     expect(ownActions(HANDLERS.recoveryPoint)).toEqual([
       expect.objectContaining({

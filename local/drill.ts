@@ -1,11 +1,41 @@
+import { mkdirSync, writeFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { DescribeSnapshotsCommand, EC2Client } from "@aws-sdk/client-ec2";
+import { GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { DynamoDBDocumentClient, ScanCommand } from "@aws-sdk/lib-dynamodb";
-import { DEFAULTS } from "../functions/core/config.js";
+import { DEFAULTS, type VeleroConfig } from "../functions/core/config.js";
 import { SOURCE_SNAPSHOT_TAG, VELERO_BACKUP_TAG, VELERO_PV_TAG } from "../functions/core/model.js";
+import type { Clock } from "../functions/core/ports.js";
+import { buildStatus } from "../functions/core/status.js";
+import { gunzipJson, parseVolumeSnapshots } from "../functions/core/velero.js";
 import { type Moto, startMoto } from "./moto.js";
 import { SimulatedPrimary } from "./primary.js";
+import { type AgeSample, renderReport } from "./report.js";
 import { LOCAL_CREDENTIALS, LocalPlane } from "./runtime.js";
+import { SimulatedVelero } from "./velero.js";
+
+/** The drill's simulated time: backups 15 minutes apart, copies taking a few minutes. */
+class DrillClock implements Clock {
+  constructor(private t: number) {}
+  now(): Date {
+    return new Date(this.t);
+  }
+  set(t: number): void {
+    this.t = t;
+  }
+}
+
+const DRILL_VELERO: VeleroConfig = {
+  bucket: "velero-backups-failover",
+  prefix: "",
+  failoverPrefix: "failover",
+  zoneMap: { "us-east-1a": "us-west-2a", "us-east-1b": "us-west-2b", "us-east-1c": "us-west-2c" },
+  allowedWarnings: 0,
+  combinedIds: false,
+};
+const SCHEDULE_MINUTES = 15;
+const COPY_MINUTES = 3;
 
 export interface DrillOptions {
   controllers: number;
@@ -14,6 +44,8 @@ export interface DrillOptions {
   copyDelayMs: number;
   endpoint?: string;
   schedule: string;
+  /** Where the HTML report goes (default .build/drill-report.html). */
+  reportPath?: string;
 }
 
 export interface DrillSummary {
@@ -32,6 +64,18 @@ export interface DrillSummary {
   seconds: number;
   primaryRegion: string;
   failoverRegion: string;
+  /** Backups registered from Velero's bucket. */
+  backups: number;
+  drReadyBackups: number;
+  notReady: Array<{ backup: string; reason: string }>;
+  recoveryPointAgeSeconds: number | null;
+  rpoTargetSeconds: number;
+  /** Objects under the failover prefix (what the standby cluster's read-only location reads). */
+  failoverMetadataObjects: number;
+  /** Records of the published snapshot lists, and those naming a completed copy of their own PV. */
+  failoverRecords: number;
+  failoverRecordsVerified: number;
+  report: string;
 }
 
 async function describeAll(ec2: EC2Client, tagKey: string) {
@@ -55,12 +99,19 @@ export async function runDrill(
   const endpoint = o.endpoint ?? moto?.endpoint ?? "";
   try {
     log(`emulator: ${endpoint}${moto ? " (moto_server started for this drill)" : ""}`);
+    const clock = new DrillClock(Math.floor(Date.now() / 1000) * 1000); // Velero keeps whole seconds
     const plane = await LocalPlane.create({
       endpoint,
-      config: { copyBudget: o.budget },
+      config: {
+        copyBudget: o.budget,
+        velero: { ...DRILL_VELERO, bucket: `${DRILL_VELERO.bucket}-${Date.now()}` },
+      },
       copyDelayMs: o.copyDelayMs,
       prefix: `velero-dr-drill-${Date.now()}`,
+      clock,
     });
+    const velero = plane.rt.config.velero ?? DRILL_VELERO;
+    const bucket = new SimulatedVelero(plane.clients.s3, velero);
     const { sourceRegions, failoverRegion } = plane.rt.config;
     const primaryRegion = sourceRegions[0] ?? "us-east-1";
     const primary = new SimulatedPrimary(
@@ -71,16 +122,47 @@ export async function runDrill(
     );
     await primary.addControllers(o.controllers);
     log(`primary ${primaryRegion}: ${o.controllers} controllers, one EBS volume each`);
-    const base = Date.now();
+    const base = clock.now().getTime();
+    const samples: AgeSample[] = [];
+    const sample = async () => {
+      const r = buildStatus(await plane.rt.ledger.listBackups(100), [], {
+        now: clock.now(),
+        rpoTargetMinutes: plane.rt.config.rpoTargetMinutes,
+        budget: o.budget,
+      });
+      const rp = r.recoveryPoint;
+      samples.push({
+        t: clock.now().toISOString(),
+        ageSeconds: rp.backup === null ? null : rp.ageSeconds,
+        backup: rp.backup,
+      });
+    };
+    await sample();
     for (let k = 0; k < o.backups; k++) {
-      const stamp = new Date(base + k * 15 * 60_000).toISOString().replace(/[-:T]/g, "").slice(0, 14);
+      const at = base + k * SCHEDULE_MINUTES * 60_000;
+      clock.set(at - 1000);
+      if (k > 0) await sample();
+      clock.set(at);
+      const stamp = new Date(at).toISOString().replace(/[-:T]/g, "").slice(0, 14);
       const name = `${o.schedule}-${stamp}`;
-      await primary.takeBackup(name, { schedule: o.schedule });
+      const snaps = await primary.takeBackup(name, { schedule: o.schedule });
+      clock.set(at + 90_000);
+      await bucket.writeBackup(
+        { name, schedule: o.schedule, start: new Date(at), controllers: primary.controllers },
+        snaps,
+        "us-east-1a",
+      );
+      clock.set(at + COPY_MINUTES * 60_000);
       await plane.drain();
-      log(`backup ${name}: ${o.controllers} snapshots taken and replicated to ${failoverRegion}`);
+      await sample();
+      const b = await plane.rt.ledger.getBackup(name);
+      log(
+        `backup ${name}: ${snaps.length} snapshots copied to ${failoverRegion}; ${b?.verdict ?? "?"}: ${b?.reason ?? ""}`,
+      );
     }
-    await plane.sweep();
-    await plane.drain();
+    await plane.settle();
+    clock.set(base + o.backups * SCHEDULE_MINUTES * 60_000 - 1000);
+    await sample();
 
     const sources = await describeAll(primary.ec2, VELERO_BACKUP_TAG);
     const ec2F = new EC2Client({ endpoint, region: failoverRegion, credentials: LOCAL_CREDENTIALS });
@@ -92,7 +174,14 @@ export async function runDrill(
     const db = DynamoDBDocumentClient.from(plane.clients.dynamo);
     const items = (await db.send(new ScanCommand({ TableName: plane.rt.config.ledgerTable }))).Items ?? [];
     const count = (status: string) => items.filter((i) => i.sk === "SNAP" && i.status === status).length;
-    return {
+    const registered = await plane.rt.ledger.listBackups(1000);
+    const status = buildStatus(registered, [], {
+      now: clock.now(),
+      rpoTargetMinutes: plane.rt.config.rpoTargetMinutes,
+      budget: o.budget,
+    });
+    const published = await verifyFailoverMetadata(plane, velero, ec2F);
+    const summary: DrillSummary = {
       controllers: o.controllers,
       backupsTaken: o.backups,
       sourceSnapshots: sources.length,
@@ -105,17 +194,82 @@ export async function runDrill(
       taggedCopies: tagged.length,
       maxInFlight: plane.emitter.maxPending,
       budget: o.budget,
-      seconds: Math.round((performance.now() - started) / 10) / 100,
+      seconds: 0,
       primaryRegion,
       failoverRegion,
+      backups: registered.length,
+      drReadyBackups: registered.filter((b) => b.drReadyAt).length,
+      notReady: registered
+        .filter((b) => !b.drReadyAt)
+        .map((b) => ({ backup: b.name, reason: b.reason ?? "not evaluated" })),
+      recoveryPointAgeSeconds: status.recoveryPoint.backup === null ? null : status.recoveryPoint.ageSeconds,
+      rpoTargetSeconds: status.rpoTargetSeconds,
+      ...published,
+      report: resolve(o.reportPath ?? ".build/drill-report.html"),
     };
+    summary.seconds = Math.round((performance.now() - started) / 10) / 100;
+    mkdirSync(dirname(summary.report), { recursive: true });
+    writeFileSync(
+      summary.report,
+      renderReport({
+        title: `Velero DR drill: ${primaryRegion} -> ${failoverRegion}`,
+        rpoTargetSeconds: status.rpoTargetSeconds,
+        samples,
+        backups: status.backups.map((b) => ({ name: b.name, verdict: b.verdict, reason: b.reason })),
+        summary: { ...summary },
+      }),
+    );
+    return summary;
   } finally {
     await moto?.stop();
   }
 }
 
+/**
+ * Reads the published failover metadata the way Velero's restore does: every record's
+ * providerSnapshotID must name a completed copy in the failover region whose velero.io/pv tag is
+ * the record's PV.
+ */
+async function verifyFailoverMetadata(plane: LocalPlane, velero: VeleroConfig, ec2F: EC2Client) {
+  const list = await plane.clients.s3.send(
+    new ListObjectsV2Command({ Bucket: velero.bucket, Prefix: `${velero.failoverPrefix}/` }),
+  );
+  const keys = (list.Contents ?? []).map((c) => c.Key ?? "");
+  let failoverRecords = 0;
+  let failoverRecordsVerified = 0;
+  for (const key of keys.filter((k) => k.endsWith("-volumesnapshots.json.gz"))) {
+    const o = await plane.clients.s3.send(new GetObjectCommand({ Bucket: velero.bucket, Key: key }));
+    const records = parseVolumeSnapshots(
+      gunzipJson((await o.Body?.transformToByteArray()) ?? new Uint8Array(), key),
+    );
+    const ids = records.map((r) => r.providerSnapshotID ?? "");
+    const found = await ec2F.send(
+      new DescribeSnapshotsCommand({ Filters: [{ Name: "snapshot-id", Values: ids }] }),
+    );
+    const byId = new Map((found.Snapshots ?? []).map((c) => [c.SnapshotId, c]));
+    for (const r of records) {
+      failoverRecords++;
+      const c = byId.get(r.providerSnapshotID ?? "");
+      const pv = c?.Tags?.find((t) => t.Key === VELERO_PV_TAG)?.Value;
+      if (
+        c?.State === "completed" &&
+        pv === r.persistentVolumeName &&
+        r.volumeAZ?.startsWith(plane.rt.config.failoverRegion)
+      ) {
+        failoverRecordsVerified++;
+      }
+    }
+  }
+  return { failoverMetadataObjects: keys.length, failoverRecords, failoverRecordsVerified };
+}
+
 function render(s: DrillSummary): string {
-  const ok = s.copies === s.sourceSnapshots && s.duplicateCopies === 0 && s.failed === 0;
+  const ok =
+    s.copies === s.sourceSnapshots &&
+    s.duplicateCopies === 0 &&
+    s.failed === 0 &&
+    s.drReadyBackups === s.backups &&
+    s.failoverRecordsVerified === s.failoverRecords;
   return [
     "",
     `Velero DR drill: ${s.primaryRegion} -> ${s.failoverRegion}`,
@@ -126,8 +280,12 @@ function render(s: DrillSummary): string {
     `  superseded / failed      ${s.superseded} / ${s.failed}`,
     `  still waiting / copying  ${s.waiting} / ${s.copying}`,
     `  max copies in flight     ${s.maxInFlight}  (budget ${s.budget}, AWS limit 20)`,
+    `  backups registered       ${s.backups}  (DR-ready: ${s.drReadyBackups}${s.notReady.length ? `; not ready: ${s.notReady.map((n) => `${n.backup}: ${n.reason}`).join("; ")}` : ""})`,
+    `  recovery point age       ${s.recoveryPointAgeSeconds === null ? "NONE" : `${Math.round(s.recoveryPointAgeSeconds / 60)} min`}  (target ${s.rpoTargetSeconds / 60} min, drill time)`,
+    `  failover metadata        ${s.failoverMetadataObjects} objects; ${s.failoverRecordsVerified} of ${s.failoverRecords} PV records resolve to a completed copy of their PV`,
+    `  report                   ${s.report}`,
     `  took                     ${s.seconds} s`,
-    `  verdict                  ${ok ? "every snapshot has exactly one copy" : "INCOMPLETE: see above"}`,
+    `  verdict                  ${ok ? "every snapshot has exactly one copy; every backup is DR-ready" : "INCOMPLETE: see above"}`,
   ].join("\n");
 }
 
@@ -140,13 +298,14 @@ async function main(): Promise<void> {
       "copy-delay-ms": { type: "string", default: "300" },
       endpoint: { type: "string" },
       schedule: { type: "string", default: "cbci-dr" },
+      report: { type: "string", default: ".build/drill-report.html" },
       json: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
   });
   if (values.help) {
     process.stdout.write(
-      "usage: npm start -- [--controllers N] [--backups K] [--budget B] [--copy-delay-ms MS] [--endpoint URL] [--json]\n",
+      "usage: npm start -- [--controllers N] [--backups K] [--budget B] [--copy-delay-ms MS] [--endpoint URL] [--report FILE] [--json]\n",
     );
     return;
   }
@@ -163,6 +322,7 @@ async function main(): Promise<void> {
     budget: int("budget", values.budget, 1, 20),
     copyDelayMs: int("copy-delay-ms", values["copy-delay-ms"], 0, 60_000),
     schedule: values.schedule,
+    reportPath: values.report,
     ...(endpoint ? { endpoint } : {}),
   };
   const summary = await runDrill(options, values.json ? () => {} : (l) => process.stdout.write(`${l}\n`));

@@ -1,13 +1,18 @@
 import { spawnSync } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { runDrill } from "../../local/drill.js";
+import { renderedDom } from "../support/chromium.js";
 import { useMoto } from "../support/harness.js";
 
 const moto = useMoto();
 
 describe("local drill (npm start)", () => {
-  it("20 controllers x 3 scheduled backups: 60 snapshots, 60 tagged copies, no duplicates, within the budget", async () => {
+  it("20 controllers x 3 scheduled backups: 60 snapshots, 60 tagged copies, no duplicates, within the budget, all DR-ready", async () => {
     // act
+    const report = join(mkdtempSync(join(tmpdir(), "drill-")), "report.html");
     const s = await runDrill({
       controllers: 20,
       backups: 3,
@@ -15,6 +20,7 @@ describe("local drill (npm start)", () => {
       copyDelayMs: 20,
       schedule: "cbci-dr",
       endpoint: moto().endpoint,
+      reportPath: report,
     });
 
     // assert
@@ -31,7 +37,28 @@ describe("local drill (npm start)", () => {
     });
     expect(s.maxInFlight).toBeGreaterThan(0);
     expect(s.maxInFlight).toBeLessThanOrEqual(16);
-  });
+    // issue 3: every Completed backup DR-ready, its published records naming copies of its own PVs
+    expect(s).toMatchObject({
+      backups: 3,
+      drReadyBackups: 3,
+      notReady: [],
+      failoverRecords: 60,
+      failoverRecordsVerified: 60,
+      failoverMetadataObjects: 30,
+      rpoTargetSeconds: 3600,
+    });
+    // the drill ends one schedule interval after the newest backup started
+    expect(s.recoveryPointAgeSeconds).toBe(15 * 60 - 1);
+
+    // the HTML report, rendered by headless Chromium: the browser draws the chart from its data
+    const dom = renderedDom(report);
+    expect(dom).toMatch(/<svg id="rpo-chart"[^>]*data-rendered="true"/);
+    const points = /<polyline id="rpo-age"[^>]*points="([^"]+)"/.exec(dom)?.[1]?.trim().split(/\s+/) ?? [];
+    expect(points.length).toBe(Number(/data-points="(\d+)"/.exec(dom)?.[1]));
+    expect(points.length).toBe(6); // after each backup, and just before the next (and at the end)
+    expect(dom).toMatch(/<line id="rpo-target"/);
+    expect(dom).toMatch(/RPO target 60 min/);
+  }, 120_000);
 
   it("prints the summary as one JSON object on the last line of stdout (starting its own emulator)", () => {
     // act: the command a user runs, starting and stopping its own moto_server

@@ -92,7 +92,9 @@ function sourceSnapshot(s: Snapshot, region: string): SourceSnapshot | undefined
 function copyState(s: Snapshot): CopyState | undefined {
   if (!s.SnapshotId) return undefined;
   const state = s.State === "completed" ? "completed" : s.State === "error" ? "error" : "pending";
+  const backup = tagsOf(s)[VELERO_BACKUP_TAG];
   const c: CopyState = {
+    ...(backup ? { backup } : {}),
     copySnapshotId: s.SnapshotId,
     sourceSnapshotId: tagsOf(s)[SOURCE_SNAPSHOT_TAG],
     state,
@@ -161,5 +163,26 @@ export class Ec2SnapshotCopier implements SnapshotCopier {
       if ((err as { name?: string })?.name === "InvalidSnapshot.NotFound") return false;
       throw classifyAwsError(err, `DeleteSnapshot of ${copySnapshotId}`);
     }
+  }
+
+  async listCopies(): Promise<CopyState[]> {
+    const out: CopyState[] = [];
+    let token: string | undefined;
+    do {
+      const page = await this.clientFor(this.failoverRegion).send(
+        new DescribeSnapshotsCommand({
+          OwnerIds: ["self"],
+          Filters: [{ Name: "tag-key", Values: [SOURCE_SNAPSHOT_TAG] }],
+          MaxResults: 1000,
+          ...(token ? { NextToken: token } : {}),
+        }),
+      );
+      for (const s of page.Snapshots ?? []) {
+        const c = copyState(s);
+        if (c) out.push(c);
+      }
+      token = page.NextToken;
+    } while (token);
+    return out;
   }
 }

@@ -89,6 +89,8 @@ export interface CopyRequest {
 export type CopyState = {
   copySnapshotId: string;
   sourceSnapshotId: string | undefined;
+  /** The Velero backup the copy belongs to (its `velero.io/backup` tag). */
+  backup?: string;
   state: "pending" | "completed" | "error";
   stateMessage?: string;
   startTime?: string;
@@ -103,6 +105,8 @@ export interface SnapshotCopier {
   findCopiesOf(sourceSnapshotId: string): Promise<CopyState[]>;
   /** Deletes one of our copies; false when it was already gone. */
   deleteCopy(copySnapshotId: string): Promise<boolean>;
+  /** Every copy this pipeline made (snapshots of the failover region carrying our source tag). */
+  listCopies(): Promise<CopyState[]>;
 }
 
 /** EBS in a source region. One call per batch of ids. */

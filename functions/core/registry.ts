@@ -25,7 +25,7 @@ export interface VeleroCodec {
 export interface RegistryDeps {
   ledger: BackupLedger;
   bucket: VeleroBucket;
-  copier: Pick<SnapshotCopier, "deleteCopy">;
+  copier: Pick<SnapshotCopier, "deleteCopy" | "listCopies">;
   codec: VeleroCodec;
   clock: Clock;
   log: Log;
@@ -159,14 +159,36 @@ export class BackupRegistry {
     return { status: "retired", copies, objects };
   }
 
-  /** Retention for the sweep: backups Velero deleted without our hearing of it. */
-  async sweepRetention(limit = 200): Promise<{ retired: string[]; kept: string[] }> {
-    const out = { retired: [] as string[], kept: [] as string[] };
-    for (const b of await this.deps.ledger.listBackups(limit)) {
-      if (b.retiredAt || (await this.deps.bucket.read(b.name))) continue;
+  /**
+   * Retention for the sweep: backups Velero deleted without our hearing of it, then orphaned
+   * copies: copies of retired backups that finished after their backup was retired.
+   */
+  async sweepRetention(
+    limit = 200,
+  ): Promise<{ retired: string[]; kept: string[]; orphansDeleted: string[] }> {
+    const { ledger, bucket, copier, log } = this.deps;
+    const out = { retired: [] as string[], kept: [] as string[], orphansDeleted: [] as string[] };
+    const retired = new Set<string>();
+    for (const b of await ledger.listBackups(limit)) {
+      if (b.retiredAt) {
+        retired.add(b.name);
+        continue;
+      }
+      if (await bucket.read(b.name)) continue;
       const r = await this.retire(b.name);
-      if (r.status === "retired") out.retired.push(b.name);
-      else if (r.status === "kept") out.kept.push(b.name);
+      if (r.status === "retired") {
+        out.retired.push(b.name);
+        retired.add(b.name);
+      } else if (r.status === "kept") out.kept.push(b.name);
+    }
+    if (retired.size === 0) return out;
+    for (const c of await copier.listCopies()) {
+      if (c.backup && retired.has(c.backup) && (await copier.deleteCopy(c.copySnapshotId))) {
+        out.orphansDeleted.push(c.copySnapshotId);
+      }
+    }
+    if (out.orphansDeleted.length > 0) {
+      log.warn("orphaned copies deleted", { copies: out.orphansDeleted });
     }
     return out;
   }

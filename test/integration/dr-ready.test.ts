@@ -115,7 +115,7 @@ describe("DR-ready backups and their failover metadata", () => {
     await primary.addControllers(2);
     const older = "cbci-dr-20261127120000";
     const newer = "cbci-dr-20261127121500";
-    await backup(plane, primary, older, new Date(Date.now() - 20 * 60_000));
+    const olderSnaps = await backup(plane, primary, older, new Date(Date.now() - 20 * 60_000));
     await backup(plane, primary, newer, new Date(Date.now() - 5 * 60_000));
     const copiesOf = async (b: string) =>
       [
@@ -166,5 +166,19 @@ describe("DR-ready backups and their failover metadata", () => {
       `failover/backups/${newer}/velero-backup.json`,
     );
     expect((await plane.rt.ledger.getBackup(newer))?.retiredAt).toBeUndefined();
+
+    // a copy of the retired backup that turns up later (an in-flight copy finishing) is an orphan
+    const [source] = olderSnaps;
+    const late = await plane.rt.copier.copy({
+      sourceSnapshotId: source?.snapshotId ?? "",
+      sourceRegion: "us-east-1",
+      volumeId: source?.volumeId ?? "",
+      tags: { "dr.velero.io/source-snapshot-id": source?.snapshotId ?? "", "velero.io/backup": older },
+      description: "a late copy",
+    });
+    expect(await existing([late])).toBe(1);
+    await plane.sweep();
+    expect(await existing([late])).toBe(0);
+    expect(await existing(newerCopies)).toBe(2);
   });
 });

@@ -107,6 +107,17 @@ export class DynamoLedger implements Ledger, BackupLedger {
     private readonly table: string,
   ) {}
 
+  /** A conditional write: `ok` when it applied, `refused` when its condition did not hold. */
+  private async conditional<T>(write: () => Promise<unknown>, ok: T, refused: T): Promise<T> {
+    try {
+      await write();
+      return ok;
+    } catch (err) {
+      if (conditionFailed(err)) return refused;
+      throw err;
+    }
+  }
+
   recordSource(record: SnapshotRecord): Promise<RecordResult> {
     return this.putNew(record);
   }
@@ -120,19 +131,18 @@ export class DynamoLedger implements Ledger, BackupLedger {
    * written only when one of its copies is admitted (its `started` flag is all the scheduler needs).
    */
   private async putNew(record: SnapshotRecord): Promise<RecordResult> {
-    try {
-      await this.db.send(
-        new PutCommand({
-          TableName: this.table,
-          Item: toItem(record),
-          ConditionExpression: "attribute_not_exists(pk)",
-        }),
-      );
-      return "recorded";
-    } catch (err) {
-      if (conditionFailed(err)) return "duplicate";
-      throw err;
-    }
+    return this.conditional(
+      () =>
+        this.db.send(
+          new PutCommand({
+            TableName: this.table,
+            Item: toItem(record),
+            ConditionExpression: "attribute_not_exists(pk)",
+          }),
+        ),
+      "recorded",
+      "duplicate",
+    );
   }
 
   async get(sourceSnapshotId: string): Promise<SnapshotRecord | undefined> {
@@ -193,68 +203,69 @@ export class DynamoLedger implements Ledger, BackupLedger {
 
   async admit(record: SnapshotRecord, budget: number, kmsKeyId: string | undefined, now: Date) {
     const id = record.sourceSnapshotId;
-    try {
-      await this.db.send(
-        new TransactWriteCommand({
-          TransactItems: [
-            {
-              Update: {
-                TableName: this.table,
-                Key: BUDGET_KEY,
-                UpdateExpression: "SET inFlight = if_not_exists(inFlight, :zero) + :one",
-                ConditionExpression: "attribute_not_exists(inFlight) OR inFlight < :budget",
-                ExpressionAttributeValues: { ":zero": 0, ":one": 1, ":budget": budget },
-              },
-            },
-            {
-              Update: {
-                TableName: this.table,
-                Key: volKey(record.volumeId),
-                UpdateExpression:
-                  kmsKeyId === undefined
-                    ? "SET holder = :id"
-                    : "SET holder = :id, kmsKeyId = if_not_exists(kmsKeyId, :key)",
-                ConditionExpression: "attribute_not_exists(holder)",
-                ExpressionAttributeValues: {
-                  ":id": id,
-                  ...(kmsKeyId === undefined ? {} : { ":key": kmsKeyId }),
+    const admitted = await this.conditional(
+      () =>
+        this.db.send(
+          new TransactWriteCommand({
+            TransactItems: [
+              {
+                Update: {
+                  TableName: this.table,
+                  Key: BUDGET_KEY,
+                  UpdateExpression: "SET inFlight = if_not_exists(inFlight, :zero) + :one",
+                  ConditionExpression: "attribute_not_exists(inFlight) OR inFlight < :budget",
+                  ExpressionAttributeValues: { ":zero": 0, ":one": 1, ":budget": budget },
                 },
               },
-            },
-            {
-              Update: {
-                TableName: this.table,
-                Key: snapKey(id),
-                UpdateExpression: "SET #status = :copying, admittedAt = :now REMOVE notBefore, stuck",
-                ConditionExpression: "#status = :waiting",
-                ExpressionAttributeNames: { "#status": "status" },
-                ExpressionAttributeValues: {
-                  ":copying": "copying",
-                  ":waiting": "waiting",
-                  ":now": now.toISOString(),
+              {
+                Update: {
+                  TableName: this.table,
+                  Key: volKey(record.volumeId),
+                  UpdateExpression:
+                    kmsKeyId === undefined
+                      ? "SET holder = :id"
+                      : "SET holder = :id, kmsKeyId = if_not_exists(kmsKeyId, :key)",
+                  ConditionExpression: "attribute_not_exists(holder)",
+                  ExpressionAttributeValues: {
+                    ":id": id,
+                    ...(kmsKeyId === undefined ? {} : { ":key": kmsKeyId }),
+                  },
                 },
               },
-            },
-            {
-              Update: {
-                TableName: this.table,
-                Key: backupKey(record.backup),
-                UpdateExpression: "SET started = :true, #name = :backup, schedule = :schedule",
-                ExpressionAttributeNames: { "#name": "name" },
-                ExpressionAttributeValues: {
-                  ":true": true,
-                  ":backup": record.backup,
-                  ":schedule": record.schedule ?? "",
+              {
+                Update: {
+                  TableName: this.table,
+                  Key: snapKey(id),
+                  UpdateExpression: "SET #status = :copying, admittedAt = :now REMOVE notBefore, stuck",
+                  ConditionExpression: "#status = :waiting",
+                  ExpressionAttributeNames: { "#status": "status" },
+                  ExpressionAttributeValues: {
+                    ":copying": "copying",
+                    ":waiting": "waiting",
+                    ":now": now.toISOString(),
+                  },
                 },
               },
-            },
-          ],
-        }),
-      );
-    } catch (err) {
-      if (conditionFailed(err)) return false;
-      throw err;
-    }
+              {
+                Update: {
+                  TableName: this.table,
+                  Key: backupKey(record.backup),
+                  UpdateExpression: "SET started = :true, #name = :backup, schedule = :schedule",
+                  ExpressionAttributeNames: { "#name": "name" },
+                  ExpressionAttributeValues: {
+                    ":true": true,
+                    ":backup": record.backup,
+                    ":schedule": record.schedule ?? "",
+                  },
+                },
+              },
+            ],
+          }),
+        ),
+      true,
+      false,
+    );
+    if (!admitted) return false;
     if (kmsKeyId === undefined) return { kmsKeyId: undefined };
     // The lineage's key was pinned by its first copy: keep using it so copies stay incremental.
     const lock = await this.db.send(
@@ -265,29 +276,28 @@ export class DynamoLedger implements Ledger, BackupLedger {
   }
 
   async noteCopyStarted(sourceSnapshotId: string, copySnapshotId: string, kmsKeyId: string | undefined) {
-    try {
-      await this.db.send(
-        new UpdateCommand({
-          TableName: this.table,
-          Key: snapKey(sourceSnapshotId),
-          UpdateExpression:
-            kmsKeyId === undefined
-              ? "SET copySnapshotId = :copy"
-              : "SET copySnapshotId = :copy, kmsKeyId = :key",
-          ConditionExpression: "#status = :copying AND attribute_not_exists(copySnapshotId)",
-          ExpressionAttributeNames: { "#status": "status" },
-          ExpressionAttributeValues: {
-            ":copy": copySnapshotId,
-            ":copying": "copying",
-            ...(kmsKeyId === undefined ? {} : { ":key": kmsKeyId }),
-          },
-        }),
-      );
-      return true;
-    } catch (err) {
-      if (conditionFailed(err)) return false;
-      throw err;
-    }
+    return this.conditional(
+      () =>
+        this.db.send(
+          new UpdateCommand({
+            TableName: this.table,
+            Key: snapKey(sourceSnapshotId),
+            UpdateExpression:
+              kmsKeyId === undefined
+                ? "SET copySnapshotId = :copy"
+                : "SET copySnapshotId = :copy, kmsKeyId = :key",
+            ConditionExpression: "#status = :copying AND attribute_not_exists(copySnapshotId)",
+            ExpressionAttributeNames: { "#status": "status" },
+            ExpressionAttributeValues: {
+              ":copy": copySnapshotId,
+              ":copying": "copying",
+              ...(kmsKeyId === undefined ? {} : { ":key": kmsKeyId }),
+            },
+          }),
+        ),
+      true,
+      false,
+    );
   }
 
   /**
@@ -299,49 +309,48 @@ export class DynamoLedger implements Ledger, BackupLedger {
     record: SnapshotRecord,
     update: { expression: string; values: Record<string, unknown> },
   ): Promise<boolean> {
-    try {
-      await this.db.send(
-        new TransactWriteCommand({
-          TransactItems: [
-            {
-              Update: {
-                TableName: this.table,
-                Key: snapKey(record.sourceSnapshotId),
-                UpdateExpression: update.expression,
-                ConditionExpression: "#status = :copying",
-                ExpressionAttributeNames: {
-                  "#status": "status",
-                  // "incremental" is a DynamoDB reserved word
-                  ...(update.expression.includes("#incremental") ? { "#incremental": "incremental" } : {}),
+    return this.conditional(
+      () =>
+        this.db.send(
+          new TransactWriteCommand({
+            TransactItems: [
+              {
+                Update: {
+                  TableName: this.table,
+                  Key: snapKey(record.sourceSnapshotId),
+                  UpdateExpression: update.expression,
+                  ConditionExpression: "#status = :copying",
+                  ExpressionAttributeNames: {
+                    "#status": "status",
+                    // "incremental" is a DynamoDB reserved word
+                    ...(update.expression.includes("#incremental") ? { "#incremental": "incremental" } : {}),
+                  },
+                  ExpressionAttributeValues: { ":copying": "copying", ...update.values },
                 },
-                ExpressionAttributeValues: { ":copying": "copying", ...update.values },
               },
-            },
-            {
-              Update: {
-                TableName: this.table,
-                Key: BUDGET_KEY,
-                UpdateExpression: "ADD inFlight :minus",
-                ExpressionAttributeValues: { ":minus": -1 },
+              {
+                Update: {
+                  TableName: this.table,
+                  Key: BUDGET_KEY,
+                  UpdateExpression: "ADD inFlight :minus",
+                  ExpressionAttributeValues: { ":minus": -1 },
+                },
               },
-            },
-            {
-              Update: {
-                TableName: this.table,
-                Key: volKey(record.volumeId),
-                UpdateExpression: "REMOVE holder",
-                ConditionExpression: "attribute_not_exists(holder) OR holder = :id",
-                ExpressionAttributeValues: { ":id": record.sourceSnapshotId },
+              {
+                Update: {
+                  TableName: this.table,
+                  Key: volKey(record.volumeId),
+                  UpdateExpression: "REMOVE holder",
+                  ConditionExpression: "attribute_not_exists(holder) OR holder = :id",
+                  ExpressionAttributeValues: { ":id": record.sourceSnapshotId },
+                },
               },
-            },
-          ],
-        }),
-      );
-      return true;
-    } catch (err) {
-      if (conditionFailed(err)) return false;
-      throw err;
-    }
+            ],
+          }),
+        ),
+      true,
+      false,
+    );
   }
 
   async complete(
@@ -394,58 +403,58 @@ export class DynamoLedger implements Ledger, BackupLedger {
   }
 
   async supersede(sourceSnapshotId: string, backup: string, by: string): Promise<boolean> {
-    try {
-      await this.db.send(
-        new TransactWriteCommand({
-          TransactItems: [
-            {
-              ConditionCheck: {
-                TableName: this.table,
-                Key: backupKey(backup),
-                ConditionExpression: "attribute_not_exists(started)",
-              },
-            },
-            {
-              Update: {
-                TableName: this.table,
-                Key: snapKey(sourceSnapshotId),
-                UpdateExpression:
-                  "SET #status = :superseded, reason = :reason, gsi1pk = :settled REMOVE notBefore",
-                ConditionExpression: "#status = :waiting",
-                ExpressionAttributeNames: { "#status": "status" },
-                ExpressionAttributeValues: {
-                  ":superseded": "superseded",
-                  ":waiting": "waiting",
-                  ":reason": `superseded by newer backup ${by}`,
-                  ":settled": `BACKUP#${backup}`,
+    return this.conditional(
+      () =>
+        this.db.send(
+          new TransactWriteCommand({
+            TransactItems: [
+              {
+                ConditionCheck: {
+                  TableName: this.table,
+                  Key: backupKey(backup),
+                  ConditionExpression: "attribute_not_exists(started)",
                 },
               },
-            },
-          ],
-        }),
-      );
-      return true;
-    } catch (err) {
-      if (conditionFailed(err)) return false;
-      throw err;
-    }
+              {
+                Update: {
+                  TableName: this.table,
+                  Key: snapKey(sourceSnapshotId),
+                  UpdateExpression:
+                    "SET #status = :superseded, reason = :reason, gsi1pk = :settled REMOVE notBefore",
+                  ConditionExpression: "#status = :waiting",
+                  ExpressionAttributeNames: { "#status": "status" },
+                  ExpressionAttributeValues: {
+                    ":superseded": "superseded",
+                    ":waiting": "waiting",
+                    ":reason": `superseded by newer backup ${by}`,
+                    ":settled": `BACKUP#${backup}`,
+                  },
+                },
+              },
+            ],
+          }),
+        ),
+      true,
+      false,
+    );
   }
 
   async flag(sourceSnapshotId: string, flag: "stuck" | "missedDeadline"): Promise<void> {
-    try {
-      await this.db.send(
-        new UpdateCommand({
-          TableName: this.table,
-          Key: snapKey(sourceSnapshotId),
-          UpdateExpression: `SET ${flag} = :true`,
-          ConditionExpression: "#status = :copying",
-          ExpressionAttributeNames: { "#status": "status" },
-          ExpressionAttributeValues: { ":true": true, ":copying": "copying" },
-        }),
-      );
-    } catch (err) {
-      if (!conditionFailed(err)) throw err;
-    }
+    await this.conditional(
+      () =>
+        this.db.send(
+          new UpdateCommand({
+            TableName: this.table,
+            Key: snapKey(sourceSnapshotId),
+            UpdateExpression: `SET ${flag} = :true`,
+            ConditionExpression: "#status = :copying",
+            ExpressionAttributeNames: { "#status": "status" },
+            ExpressionAttributeValues: { ":true": true, ":copying": "copying" },
+          }),
+        ),
+      true,
+      false,
+    );
   }
 
   /** Every record of one backup (open or settled); for reports and the status command. */
@@ -506,26 +515,25 @@ export class DynamoLedger implements Ledger, BackupLedger {
       values[`:${k}`] = b[k];
       sets.push(`${k} = :${k}`);
     }
-    try {
-      await this.db.send(
-        new UpdateCommand({
-          TableName: this.table,
-          Key: backupKey(b.name),
-          UpdateExpression: `SET ${sets.join(", ")}`,
-          // Newer metadata wins; at the same LastModified (one-second resolution) the more final phase
-          // wins. Fields a read lacks (the snapshot list, before Velero wrote it) are left as they are.
-          ConditionExpression:
-            "attribute_not_exists(metadataModified) OR metadataModified < :modified OR " +
-            "(metadataModified = :modified AND phaseRank <= :rank)",
-          ExpressionAttributeNames: { "#name": "name" },
-          ExpressionAttributeValues: values,
-        }),
-      );
-      return "updated";
-    } catch (err) {
-      if (conditionFailed(err)) return "stale";
-      throw err;
-    }
+    return this.conditional(
+      () =>
+        this.db.send(
+          new UpdateCommand({
+            TableName: this.table,
+            Key: backupKey(b.name),
+            UpdateExpression: `SET ${sets.join(", ")}`,
+            // Newer metadata wins; at the same LastModified (one-second resolution) the more final phase
+            // wins. Fields a read lacks (the snapshot list, before Velero wrote it) are left as they are.
+            ConditionExpression:
+              "attribute_not_exists(metadataModified) OR metadataModified < :modified OR " +
+              "(metadataModified = :modified AND phaseRank <= :rank)",
+            ExpressionAttributeNames: { "#name": "name" },
+            ExpressionAttributeValues: values,
+          }),
+        ),
+      "updated",
+      "stale",
+    );
   }
 
   async getBackup(name: string): Promise<StoredBackup | undefined> {

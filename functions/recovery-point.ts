@@ -1,5 +1,5 @@
 import { makeRecoveryPointHandler } from "./app/recovery-point.js";
-import { runtimeFromEnv } from "./app/runtime.js";
+import { ledgerRuntimeFromEnv } from "./app/runtime.js";
 
 /** Lambda entrypoint: the recovery point, every minute (EventBridge schedule) -> CloudWatch metrics. */
-export const handler = makeRecoveryPointHandler(runtimeFromEnv());
+export const handler = makeRecoveryPointHandler(ledgerRuntimeFromEnv());

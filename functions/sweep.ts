@@ -1,5 +1,6 @@
+import { withRegistry } from "./app/registry-runtime.js";
 import { runtimeFromEnv } from "./app/runtime.js";
 import { makeSweepHandler } from "./app/sweep.js";
 
 /** Lambda entrypoint: the scheduled reconciliation sweep (EventBridge schedule). */
-export const handler = makeSweepHandler(runtimeFromEnv());
+export const handler = makeSweepHandler(withRegistry(runtimeFromEnv()));

@@ -19,6 +19,7 @@ import {
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
 import { makeCopyCompletedHandler } from "../functions/app/copy-completed.js";
 import { makeRegisterHandler } from "../functions/app/register.js";
+import { withRegistry } from "../functions/app/registry-runtime.js";
 import { makeReplicateHandler } from "../functions/app/replicate.js";
 import { makeRuntime, type Runtime } from "../functions/app/runtime.js";
 import { makeSweepHandler } from "../functions/app/sweep.js";
@@ -384,20 +385,22 @@ export class LocalPlane {
       : undefined;
     const emitter = new EbsEventEmitter(events, failoverRegion, o.copyDelayMs ?? 20);
     const logLevel = o.logLevel ?? "WARN";
-    const rt = makeRuntime(config, {
-      ec2: { endpoint: o.endpoint, credentials: LOCAL_CREDENTIALS },
-      dynamo,
-      s3,
-      onEc2Client: (client, region) => {
-        if (region === failoverRegion) emitter.attach(client, o.fault);
-        else if (o.fault) EbsEventEmitter.faults(client, o.fault);
-      },
-      logger: new Logger({ serviceName: "velero-dr", logLevel }),
-      // EMF goes to stdout; locally the summary reports the figures instead.
-      metrics: new Metrics({ namespace: "VeleroDR", serviceName: "velero-dr" }),
-      ...(o.clock ? { clock: o.clock } : {}),
-      ...(o.random ? { random: o.random } : {}),
-    });
+    const rt = withRegistry(
+      makeRuntime(config, {
+        ec2: { endpoint: o.endpoint, credentials: LOCAL_CREDENTIALS },
+        dynamo,
+        onEc2Client: (client, region) => {
+          if (region === failoverRegion) emitter.attach(client, o.fault);
+          else if (o.fault) EbsEventEmitter.faults(client, o.fault);
+        },
+        logger: new Logger({ serviceName: "velero-dr", logLevel }),
+        // EMF goes to stdout; locally the summary reports the figures instead.
+        metrics: new Metrics({ namespace: "VeleroDR", serviceName: "velero-dr" }),
+        ...(o.clock ? { clock: o.clock } : {}),
+        ...(o.random ? { random: o.random } : {}),
+      }),
+      { s3 },
+    );
     const sweep = makeSweepHandler(rt);
     const handlers = { replicate: makeReplicateHandler(rt), copyCompleted: makeCopyCompletedHandler(rt) };
     return new LocalPlane(

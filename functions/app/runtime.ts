@@ -2,16 +2,13 @@ import { Logger } from "@aws-lambda-powertools/logger";
 import { Metrics } from "@aws-lambda-powertools/metrics";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { EC2Client, type EC2ClientConfig } from "@aws-sdk/client-ec2";
-import { S3Client } from "@aws-sdk/client-s3";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { DynamoLedger } from "../adapters/dynamo-ledger.js";
 import { type Ec2ClientFor, Ec2SnapshotCopier, Ec2SourceSnapshots } from "../adapters/ec2.js";
-import { S3VeleroBucket } from "../adapters/s3-velero.js";
 import { loadConfig, type ReplicationConfig } from "../core/config.js";
 import { type PlaneDeps, ReplicationPlane } from "../core/plane.js";
 import type { Clock } from "../core/ports.js";
-import { BackupRegistry, type VeleroCodec } from "../core/registry.js";
-import { veleroCodec } from "./velero-codec.js";
+import type { BackupRegistry } from "../core/registry.js";
 
 /** Everything a handler needs, built once per container (cold start) and reused. */
 export interface Runtime {
@@ -19,7 +16,11 @@ export interface Runtime {
   plane: ReplicationPlane;
   ledger: DynamoLedger;
   copier: Ec2SnapshotCopier;
-  /** Backup registration and DR-readiness; present when Velero's bucket is configured. */
+  /**
+   * Backup registration and DR-readiness: present when Velero's bucket is configured and the
+   * function attached it (functions/app/registry-runtime.ts; replicate does not, so its bundle
+   * carries no S3 client).
+   */
   registry?: BackupRegistry;
   logger: Logger;
   metrics: Metrics;
@@ -32,8 +33,6 @@ export interface RuntimeOptions {
   /** Called on every EC2 client once created (tests and local mode add SDK middleware here). */
   onEc2Client?: (client: EC2Client, region: string) => void;
   dynamo?: DynamoDBClient;
-  s3?: S3Client;
-  codec?: VeleroCodec;
   clock?: Clock;
   random?: () => number;
   logger?: Logger;
@@ -56,13 +55,37 @@ export function ec2ClientFactory(options: RuntimeOptions = {}): Ec2ClientFor {
   };
 }
 
-export function makeRuntime(config: ReplicationConfig, options: RuntimeOptions = {}): Runtime {
-  const logger = options.logger ?? new Logger({ serviceName: "velero-dr" });
-  const metrics = options.metrics ?? new Metrics({ namespace: "VeleroDR", serviceName: "velero-dr" });
-  const clock = options.clock ?? systemClock;
+/** What every function has: configuration, the ledger, logs, metrics and a clock. */
+export interface LedgerRuntime {
+  config: ReplicationConfig;
+  ledger: DynamoLedger;
+  logger: Logger;
+  metrics: Metrics;
+  clock: Clock;
+}
+
+export function makeLedgerRuntime(
+  config: ReplicationConfig,
+  options: Pick<RuntimeOptions, "dynamo" | "clock" | "logger" | "metrics"> = {},
+): LedgerRuntime {
   const dynamo = options.dynamo ?? new DynamoDBClient({ region: config.failoverRegion });
   const db = DynamoDBDocumentClient.from(dynamo, { marshallOptions: { removeUndefinedValues: true } });
-  const ledger = new DynamoLedger(db, config.ledgerTable);
+  return {
+    config,
+    ledger: new DynamoLedger(db, config.ledgerTable),
+    logger: options.logger ?? new Logger({ serviceName: "velero-dr" }),
+    metrics: options.metrics ?? new Metrics({ namespace: "VeleroDR", serviceName: "velero-dr" }),
+    clock: options.clock ?? systemClock,
+  };
+}
+
+/** The ledger runtime from the environment (the recovery-point function needs no more). */
+export function ledgerRuntimeFromEnv(env: Record<string, string | undefined> = process.env): LedgerRuntime {
+  return makeLedgerRuntime(loadConfig(env));
+}
+
+export function makeRuntime(config: ReplicationConfig, options: RuntimeOptions = {}): Runtime {
+  const { ledger, logger, metrics, clock } = makeLedgerRuntime(config, options);
   const ec2For = ec2ClientFactory(options);
   const copier = new Ec2SnapshotCopier(ec2For, config.failoverRegion);
   const deps: PlaneDeps = {
@@ -82,20 +105,6 @@ export function makeRuntime(config: ReplicationConfig, options: RuntimeOptions =
     metrics,
     clock,
   };
-  if (config.velero) {
-    const s3 = options.s3 ?? new S3Client({ region: config.failoverRegion });
-    rt.registry = new BackupRegistry(
-      {
-        ledger,
-        bucket: new S3VeleroBucket(s3, config.velero),
-        copier,
-        codec: options.codec ?? veleroCodec(config),
-        clock,
-        log: logger,
-      },
-      { allowedWarnings: config.velero.allowedWarnings },
-    );
-  }
   return rt;
 }
 

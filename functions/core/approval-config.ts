@@ -1,0 +1,168 @@
+/**
+ * The approval endpoint's settings, read once at cold start and validated: a missing or malformed
+ * value fails fast with its variable's name. The secrets themselves are not in the environment, only
+ * their ARNs; their values are parsed here ({@link parseApprovalKeys}, {@link parseSlackSecret}) with
+ * errors that name the secret but never show its content.
+ */
+import * as z from "zod/mini";
+import { DEFAULT_APPROVAL_TTL_MINUTES, MIN_KEY_BYTES, SLACK_USER_ID } from "./approval.js";
+import { ENV, REGION_PATTERN } from "./config.js";
+import { ConfigError } from "./errors.js";
+
+export const APPROVAL_ENV = {
+  ledgerTable: ENV.ledgerTable,
+  region: ENV.failoverRegion,
+  /** Secrets Manager ARN of `{"keys": ["<at least 32 bytes>", ...]}`: first signs, all verify. */
+  approvalSecretArn: "APPROVAL_SECRET_ARN",
+  /** Secrets Manager ARN of `{"signingSecret": "<the Slack app's signing secret>"}` (Slack off without it). */
+  slackSecretArn: "SLACK_SECRET_ARN",
+  /** Comma-separated Slack user ids (U.../W...) allowed to decide; required with SLACK_SECRET_ARN. */
+  slackApprovers: "SLACK_APPROVERS",
+  /** Minutes a link stays valid (5..1440, default 60). */
+  ttlMinutes: "APPROVAL_TTL_MINUTES",
+  /** `true`: approve needs two distinct identified approvers (default `false`). */
+  twoPersonRule: "TWO_PERSON_RULE",
+} as const;
+
+export interface ApprovalConfig {
+  ledgerTable: string;
+  /** The failover region: the function, the table, the state machine and the secrets live there. */
+  region: string;
+  approvalSecretArn: string;
+  ttlMinutes: number;
+  twoPersonRule: boolean;
+  /** Slack approvals; absent when SLACK_SECRET_ARN is not set (POST /slack then answers 404). */
+  slack?: { secretArn: string; approvers: string[] };
+}
+
+type Env = Record<string, string | undefined>;
+
+const SECRET_ARN = /^arn:aws[a-z-]*:secretsmanager:([a-z0-9-]+):\d{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}$/;
+
+const value = (env: Env, name: string): string | undefined => env[name]?.trim() || undefined;
+
+function required(env: Env, name: string): string {
+  const v = value(env, name);
+  if (v === undefined) throw new ConfigError(`${name} is required but not set`);
+  return v;
+}
+
+function secretArn(env: Env, name: string, region: string): string {
+  const arn = required(env, name);
+  const m = SECRET_ARN.exec(arn);
+  if (!m) throw new ConfigError(`${name} must be a Secrets Manager secret ARN, got "${arn}"`);
+  if (m[1] !== region) {
+    throw new ConfigError(`${name} must be a secret in the failover region ${region}, got one in ${m[1]}`);
+  }
+  return arn;
+}
+
+/** Reads and validates the approval settings from an environment (process.env at cold start). */
+export function loadApprovalConfig(env: Env): ApprovalConfig {
+  const region = required(env, APPROVAL_ENV.region);
+  if (!REGION_PATTERN.test(region)) {
+    throw new ConfigError(`${APPROVAL_ENV.region} has an invalid AWS region "${region}"`);
+  }
+  const ttlRaw = value(env, APPROVAL_ENV.ttlMinutes);
+  let ttlMinutes = DEFAULT_APPROVAL_TTL_MINUTES;
+  if (ttlRaw !== undefined) {
+    if (!/^\d+$/.test(ttlRaw)) {
+      throw new ConfigError(`${APPROVAL_ENV.ttlMinutes} must be an integer, got "${ttlRaw}"`);
+    }
+    ttlMinutes = Number(ttlRaw);
+    if (ttlMinutes < 5 || ttlMinutes > 1440) {
+      throw new ConfigError(`${APPROVAL_ENV.ttlMinutes} must be between 5 and 1440, got ${ttlMinutes}`);
+    }
+  }
+  const twoPerson = value(env, APPROVAL_ENV.twoPersonRule) ?? "false";
+  if (twoPerson !== "true" && twoPerson !== "false") {
+    throw new ConfigError(`${APPROVAL_ENV.twoPersonRule} must be true or false, got "${twoPerson}"`);
+  }
+  const config: ApprovalConfig = {
+    ledgerTable: required(env, APPROVAL_ENV.ledgerTable),
+    region,
+    approvalSecretArn: secretArn(env, APPROVAL_ENV.approvalSecretArn, region),
+    ttlMinutes,
+    twoPersonRule: twoPerson === "true",
+  };
+  const slackSecret = value(env, APPROVAL_ENV.slackSecretArn);
+  const approversRaw = value(env, APPROVAL_ENV.slackApprovers);
+  if (slackSecret === undefined && approversRaw !== undefined) {
+    throw new ConfigError(`${APPROVAL_ENV.slackApprovers} is set but ${APPROVAL_ENV.slackSecretArn} is not`);
+  }
+  if (slackSecret !== undefined) {
+    const approvers = [
+      ...new Set(
+        (approversRaw ?? "")
+          .split(",")
+          .map((u) => u.trim())
+          .filter(Boolean),
+      ),
+    ];
+    if (approvers.length === 0) {
+      throw new ConfigError(
+        `${APPROVAL_ENV.slackApprovers} is required with ${APPROVAL_ENV.slackSecretArn}: no Slack user could approve`,
+      );
+    }
+    for (const u of approvers) {
+      if (!SLACK_USER_ID.test(u)) {
+        throw new ConfigError(`${APPROVAL_ENV.slackApprovers} must list Slack user ids (U...), got "${u}"`);
+      }
+    }
+    config.slack = { secretArn: secretArn(env, APPROVAL_ENV.slackSecretArn, region), approvers };
+  }
+  return config;
+}
+
+/** The inverse of loadApprovalConfig: the environment the approval function needs. */
+export function approvalConfigToEnv(c: ApprovalConfig): Record<string, string> {
+  const env: Record<string, string> = {
+    [APPROVAL_ENV.ledgerTable]: c.ledgerTable,
+    [APPROVAL_ENV.region]: c.region,
+    [APPROVAL_ENV.approvalSecretArn]: c.approvalSecretArn,
+    [APPROVAL_ENV.ttlMinutes]: String(c.ttlMinutes),
+    [APPROVAL_ENV.twoPersonRule]: String(c.twoPersonRule),
+  };
+  if (c.slack) {
+    env[APPROVAL_ENV.slackSecretArn] = c.slack.secretArn;
+    env[APPROVAL_ENV.slackApprovers] = c.slack.approvers.join(",");
+  }
+  return env;
+}
+
+const keysSecret = z.object({ keys: z.array(z.string()) });
+const slackSecret = z.object({ signingSecret: z.string() });
+
+function json(text: string, what: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new ConfigError(`${what} is not JSON`);
+  }
+}
+
+/** The HMAC keys from the approval secret's value; the error names the secret, never a key. */
+export function parseApprovalKeys(text: string, secretArn: string): Buffer[] {
+  const parsed = keysSecret.safeParse(json(text, `secret ${secretArn}`));
+  if (!parsed.success || parsed.data.keys.length === 0) {
+    throw new ConfigError(`secret ${secretArn} must be JSON {"keys": ["...", ...]} with at least one key`);
+  }
+  const keys = parsed.data.keys.map((k) => Buffer.from(k, "utf8"));
+  keys.forEach((k, i) => {
+    if (k.length < MIN_KEY_BYTES) {
+      throw new ConfigError(`secret ${secretArn}: key ${i} is shorter than ${MIN_KEY_BYTES} bytes`);
+    }
+  });
+  return keys;
+}
+
+/** Slack's signing secret from its secret's value; the error names the secret, never its content. */
+export function parseSlackSecret(text: string, secretArn: string): string {
+  const parsed = slackSecret.safeParse(json(text, `secret ${secretArn}`));
+  if (!parsed.success || parsed.data.signingSecret.length < 16) {
+    throw new ConfigError(
+      `secret ${secretArn} must be JSON {"signingSecret": "..."} (Slack app credentials)`,
+    );
+  }
+  return parsed.data.signingSecret;
+}

@@ -1,0 +1,51 @@
+import { PublishCommand, type SNSClient } from "@aws-sdk/client-sns";
+import { classifyAwsError, RetryableError, TerminalError } from "../core/errors.js";
+import type { Notifier } from "../core/failover.js";
+
+/** Reports to an SNS topic of the failover region (email subscribers get the text). */
+export class SnsNotifier implements Notifier {
+  constructor(
+    private readonly sns: SNSClient,
+    private readonly topicArn: string,
+  ) {}
+
+  async publish(subject: string, text: string, json: unknown): Promise<string> {
+    const out = await this.sns
+      .send(
+        new PublishCommand({
+          TopicArn: this.topicArn,
+          // SNS subjects: at most 100 printable ASCII characters, no line breaks.
+          Subject: subject.replace(/[^\x20-\x7e]/g, " ").slice(0, 100),
+          Message: `${text}\n---\n${JSON.stringify(json, null, 2)}`,
+        }),
+      )
+      .catch((err: unknown) => {
+        throw classifyAwsError(err, "SNS Publish");
+      });
+    return `sns:${out.MessageId ?? "?"}`;
+  }
+}
+
+/** Reports to a Slack incoming webhook (optional): the text as a code block. */
+export class SlackWebhookNotifier implements Notifier {
+  constructor(
+    private readonly url: string,
+    private readonly post: typeof fetch = fetch,
+  ) {}
+
+  async publish(subject: string, text: string): Promise<string> {
+    const res = await this.post(this.url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ text: `*${subject}*\n\`\`\`${text}\`\`\`` }),
+      signal: AbortSignal.timeout(10_000),
+    }).catch((err: unknown) => {
+      throw new RetryableError(`Slack webhook: ${String(err)}`, "NetworkingError", { cause: err });
+    });
+    if (res.status === 429 || res.status >= 500)
+      throw new RetryableError(`Slack webhook: HTTP ${res.status}`, `HTTP${res.status}`);
+    if (!res.ok)
+      throw new TerminalError(`Slack webhook: HTTP ${res.status} ${await res.text()}`, `HTTP${res.status}`);
+    return "slack:ok";
+  }
+}

@@ -15,37 +15,17 @@ import {
 } from "../../functions/core/failover.js";
 import type { StoredBackup } from "../../functions/core/ports.js";
 import { checkEksToken } from "../../local/k8s-standin.js";
-
-/** A clock the test moves by hand. */
-class FakeClock {
-  constructor(private t = Date.parse("2026-11-27T12:00:00Z")) {}
-  now(): Date {
-    return new Date(this.t);
-  }
-  advance(ms: number): void {
-    this.t += ms;
-  }
-}
-
-const MINUTE = 60_000;
-const at = (hhmm: string) => `2026-11-27T${hhmm}:00Z`;
+import { at, MINUTE, storedBackup } from "../support/backups.js";
+import { FakeClock } from "../support/harness.js";
 
 /** A DR-ready backup of the 15-minute schedule with Velero's 1 h TTL, started at `start`. */
 function ready(name: string, start: string, over: Partial<StoredBackup> = {}): StoredBackup {
-  return {
-    name,
-    schedule: "cbci-dr",
-    phase: "Completed",
-    startTimestamp: start,
-    completionTimestamp: start.replace(/:00Z$/, ":40Z"),
-    expiration: new Date(Date.parse(start) + 60 * MINUTE).toISOString(),
-    errors: 0,
-    warnings: 0,
+  return storedBackup(name, start, {
     verdict: "dr-ready",
     reason: "all 2 snapshots copied",
     drReadyAt: new Date(Date.parse(start) + 5 * MINUTE).toISOString(),
     ...over,
-  };
+  });
 }
 
 const OPTIONS = { allowedWarnings: 0 };

@@ -12,35 +12,11 @@ import {
   recoveryPoints,
 } from "../../functions/core/backup.js";
 import type { StoredBackup } from "../../functions/core/ports.js";
-
-/** A clock the test moves by hand. */
-class FakeClock {
-  constructor(private t = Date.parse("2026-11-27T12:00:00Z")) {}
-  now(): Date {
-    return new Date(this.t);
-  }
-  advance(ms: number): void {
-    this.t += ms;
-  }
-}
-
-const MINUTE = 60_000;
-const at = (hhmm: string) => `2026-11-27T${hhmm}:00Z`;
+import { at, MINUTE, storedBackup } from "../support/backups.js";
+import { FakeClock } from "../support/harness.js";
 
 /** A registered backup of the 15-minute schedule, started at `start`, with Velero's 1 h TTL. */
-function backup(name: string, start: string, over: Partial<StoredBackup> = {}): StoredBackup {
-  return {
-    name,
-    schedule: "cbci-dr",
-    phase: "Completed",
-    startTimestamp: start,
-    completionTimestamp: start.replace(/:00Z$/, ":40Z"),
-    expiration: new Date(Date.parse(start) + 60 * MINUTE).toISOString(),
-    errors: 0,
-    warnings: 0,
-    ...over,
-  };
-}
+const backup = storedBackup;
 
 /** The same, DR-ready: its failover metadata was published `readyAfterMin` minutes after it started. */
 function ready(name: string, start: string, over: Partial<StoredBackup> = {}, readyAfterMin = 5) {

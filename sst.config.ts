@@ -3,9 +3,10 @@ import path from "node:path";
 import { parseEnv } from "node:util";
 import type { SSTConfig } from "sst";
 import { ConfigError } from "./functions/core/errors.js";
+import { Failover } from "./stacks/Failover.js";
 import { Primary } from "./stacks/Primary.js";
 import { Replication } from "./stacks/Replication.js";
-import { SETTINGS, settingsFromEnv } from "./stacks/settings.js";
+import { failoverSettingsFromEnv, SETTINGS, settingsFromEnv } from "./stacks/settings.js";
 
 /**
  * Multi-region, the SST v2 way: one `sst deploy` per region. SST v2 pins every stack to the app's
@@ -13,11 +14,12 @@ import { SETTINGS, settingsFromEnv } from "./stacks/settings.js";
  * CloudFormation in that one region only), so a stack cannot be sent elsewhere from one app. The
  * app's region therefore decides what is deployed:
  *
- *   sst deploy --stage prod                        # DR_FAILOVER_REGION: the Replication stack
+ *   sst deploy --stage prod                        # DR_FAILOVER_REGION: Replication (+ Failover)
  *   sst deploy --stage prod --region us-east-1     # each of DR_SOURCE_REGIONS: the Primary stack
  *
  * Deploy the failover region first: the forwarding rules target its bus. The bus's ARN is built
- * from its fixed name, so no stack reads another region's outputs.
+ * from its fixed name, so no stack reads another region's outputs. The Failover stack (with
+ * DR_FAILOVER_CLUSTER_NAME) sits next to Replication and uses its ledger and alerts topic: one region.
  */
 
 /**
@@ -44,9 +46,13 @@ export default {
     };
   },
   stacks(app) {
-    const { config } = settingsFromEnv(process.env);
+    const settings = settingsFromEnv(process.env);
+    const { config } = settings;
     if (app.region === config.failoverRegion) {
+      // Validated before any stack is built, so that a bad setting fails the synthesis at once.
+      const failover = failoverSettingsFromEnv(process.env, settings);
       app.stack(Replication);
+      if (failover) app.stack(Failover);
     } else if (config.sourceRegions.includes(app.region)) {
       app.stack(Primary);
     } else {

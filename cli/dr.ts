@@ -8,6 +8,7 @@ import { pathToFileURL } from "node:url";
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { errorMessage, InvalidEventError } from "../functions/core/errors.js";
 import { classifyEvent, EVENT_MAX_BYTES } from "../functions/core/events.js";
+import { failoverCommands } from "./failover.js";
 import { statusCommand } from "./status.js";
 import { veleroRewrite } from "./velero.js";
 
@@ -66,6 +67,7 @@ export const commands: Command[] = [
   },
   veleroRewrite,
   statusCommand,
+  ...failoverCommands,
 ];
 
 const line = (c: Command) => ["dr", ...c.path, ...(c.args ? [c.args] : [])].join(" ");

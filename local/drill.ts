@@ -9,6 +9,7 @@ import { SOURCE_SNAPSHOT_TAG, VELERO_BACKUP_TAG, VELERO_PV_TAG } from "../functi
 import type { Clock } from "../functions/core/ports.js";
 import { buildStatus } from "../functions/core/status.js";
 import { gunzipJson, parseVolumeSnapshots } from "../functions/core/velero.js";
+import { type FailoverRunSummary, runFailoverDrill } from "./drill-failover.js";
 import { type Moto, startMoto } from "./moto.js";
 import { SimulatedPrimary } from "./primary.js";
 import { type AgeSample, renderReport } from "./report.js";
@@ -76,6 +77,15 @@ export interface DrillSummary {
   failoverRecords: number;
   failoverRecordsVerified: number;
   report: string;
+  /** A failover drill through the local runner: everything but the DNS switch, node group scaled back. */
+  drill: FailoverRunSummary;
+  /** Then a real failover: the record's alias ends on the failover load balancer. */
+  failover: FailoverRunSummary;
+  /** The standby cluster's Kubernetes API, a local stand-in (it says so). */
+  standIn: string;
+  /** The record's alias targets before (the primary load balancer) and after a failover. */
+  primaryTarget: string;
+  failoverTarget: string;
 }
 
 async function describeAll(ec2: EC2Client, tagKey: string) {
@@ -181,6 +191,10 @@ export async function runDrill(
       budget: o.budget,
     });
     const published = await verifyFailoverMetadata(plane, velero, ec2F);
+    const failoverPart = await runFailoverDrill(
+      { plane, endpoint, clock, primaryRegion, schedule: o.schedule },
+      log,
+    );
     const summary: DrillSummary = {
       controllers: o.controllers,
       backupsTaken: o.backups,
@@ -206,6 +220,7 @@ export async function runDrill(
       rpoTargetSeconds: status.rpoTargetSeconds,
       ...published,
       report: resolve(o.reportPath ?? ".build/drill-report.html"),
+      ...failoverPart,
     };
     summary.seconds = Math.round((performance.now() - started) / 10) / 100;
     mkdirSync(dirname(summary.report), { recursive: true });
@@ -263,6 +278,26 @@ async function verifyFailoverMetadata(plane: LocalPlane, velero: VeleroConfig, e
   return { failoverMetadataObjects: keys.length, failoverRecords, failoverRecordsVerified };
 }
 
+const target = (dns: string | null, s: DrillSummary) =>
+  dns === null
+    ? "unknown"
+    : `${dns} (${dns === s.failoverTarget ? "failover" : dns === s.primaryTarget ? "primary" : "other"} load balancer)`;
+
+function runLine(r: FailoverRunSummary, s: DrillSummary): string {
+  if (r.status !== "SUCCEEDED") return `${r.status}: ${r.failure ?? "see the report"}`;
+  const loss = r.dataLossSeconds === null ? "n/a" : `${Math.round(r.dataLossSeconds / 60)} min`;
+  return [
+    `approved by ${r.approvedBy} over HTTP; backup ${r.backup}, data loss ${loss};`,
+    `restore ${r.restoreName} ${r.restorePhase}; node group to ${r.nodegroupDesired}, now ${r.nodegroupDesiredAfter};`,
+    `DNS on ${target(r.dnsTarget, s)}; RTO ${r.rtoSeconds} s`,
+  ].join("\n                           ");
+}
+
+const stepLine = (r: FailoverRunSummary) =>
+  Object.entries(r.stepSeconds)
+    .map(([k, v]) => `${k} ${v.toFixed(2)}`)
+    .join(", ");
+
 function render(s: DrillSummary): string {
   const ok =
     s.copies === s.sourceSnapshots &&
@@ -283,6 +318,10 @@ function render(s: DrillSummary): string {
     `  backups registered       ${s.backups}  (DR-ready: ${s.drReadyBackups}${s.notReady.length ? `; not ready: ${s.notReady.map((n) => `${n.backup}: ${n.reason}`).join("; ")}` : ""})`,
     `  recovery point age       ${s.recoveryPointAgeSeconds === null ? "NONE" : `${Math.round(s.recoveryPointAgeSeconds / 60)} min`}  (target ${s.rpoTargetSeconds / 60} min, drill time)`,
     `  failover metadata        ${s.failoverMetadataObjects} objects; ${s.failoverRecordsVerified} of ${s.failoverRecords} PV records resolve to a completed copy of their PV`,
+    `  standby Kubernetes API   ${s.standIn}`,
+    `  failover drill           ${runLine(s.drill, s)}`,
+    `  failover                 ${runLine(s.failover, s)}`,
+    `  failover step times      ${stepLine(s.failover)}`,
     `  report                   ${s.report}`,
     `  took                     ${s.seconds} s`,
     `  verdict                  ${ok ? "every snapshot has exactly one copy; every backup is DR-ready" : "INCOMPLETE: see above"}`,
@@ -328,6 +367,7 @@ async function main(): Promise<void> {
   const summary = await runDrill(options, values.json ? () => {} : (l) => process.stdout.write(`${l}\n`));
   process.stdout.write(values.json ? `${JSON.stringify(summary)}\n` : `${render(summary)}\n`);
   if (summary.copies !== summary.sourceSnapshots - summary.superseded - summary.failed) process.exitCode = 1;
+  if (summary.drill.status !== "SUCCEEDED" || summary.failover.status !== "SUCCEEDED") process.exitCode = 1;
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -16,6 +16,24 @@ export const HANDLERS = {
 } as const;
 
 /**
+ * The failover plane's entrypoints (stacks/Failover.ts): one function per step of the workflow, all
+ * from functions/failover-steps.ts, plus the approval request (sends the links, keeps the task
+ * token) and the approval endpoint (the function URL the links and Slack's buttons call).
+ */
+export const FAILOVER_HANDLERS = {
+  preflight: "functions/failover-steps.preflight",
+  scaleNodegroup: "functions/failover-steps.scaleNodegroup",
+  waitNodegroup: "functions/failover-steps.waitNodegroup",
+  startRestore: "functions/failover-steps.startRestore",
+  waitRestore: "functions/failover-steps.waitRestore",
+  switchDns: "functions/failover-steps.switchDns",
+  scaleBack: "functions/failover-steps.scaleBack",
+  report: "functions/failover-steps.report",
+  requestApproval: "functions/request-approval.handler",
+  approval: "functions/approval.handler",
+} as const;
+
+/**
  * Every handler: Node 22 on Graviton, one ESM file per function, minified and tree-shaken with
  * the SDK bundled. `mainFields` makes esbuild take the SDK's ES modules (tree-shakable) over its
  * CommonJS build. No source maps: SST would upload them for its console only, which we do not

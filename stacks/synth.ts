@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { App, Stack } from "sst/constructs";
@@ -33,6 +33,10 @@ export async function synthRegion(region: string, options: SynthOptions = {}): P
   if (process.env.NODE_ENV !== "test") {
     throw new Error("offline synthesis needs NODE_ENV=test (SST's test mode); otherwise SST looks up AWS");
   }
+  return withSynthLock(() => synthesize(region, options));
+}
+
+async function synthesize(region: string, options: SynthOptions): Promise<SynthesizedStack[]> {
   const stage = options.stage ?? "test";
   project ??= initProject({ stage });
   await project;
@@ -74,4 +78,78 @@ function replaceSettings(env: Record<string, string | undefined>): () => void {
     clear();
     for (const [k, v] of saved) process.env[k] = v;
   };
+}
+
+/**
+ * SST keeps per-project state under .sst/ (a new App empties .sst/types; each function is built
+ * into .sst/artifacts/<function id>/), so two syntheses at once, in this process or in parallel
+ * test files (vitest forks), would overwrite each other's files. This runs `fn` alone: queued within
+ * the process, and across processes behind a lock directory (mkdir is atomic) naming its owner's
+ * pid, taken over when that process is gone.
+ */
+export function withSynthLock<T>(fn: () => Promise<T>): Promise<T> {
+  const run = queue.then(async () => {
+    const release = await lockAcross();
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  });
+  queue = run.then(
+    () => undefined,
+    () => undefined,
+  );
+  return run;
+}
+
+let queue: Promise<void> = Promise.resolve();
+
+const LOCK_WAIT_MS = 10 * 60_000;
+
+async function lockAcross(): Promise<() => void> {
+  const dir = path.resolve(".sst", "synth.lock");
+  const owner = path.join(dir, "pid");
+  mkdirSync(path.dirname(dir), { recursive: true });
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      mkdirSync(dir);
+      writeFileSync(owner, String(process.pid));
+      return () => rmSync(dir, { recursive: true, force: true });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    }
+    if (isStale(dir, owner)) {
+      rmSync(dir, { recursive: true, force: true });
+      continue;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(
+        `another synthesis has held ${dir} for ${LOCK_WAIT_MS / 60_000} minutes; remove it if stale`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** Held by a process that is gone (or, with no pid written yet, for more than 10 s). */
+function isStale(dir: string, owner: string): boolean {
+  try {
+    const pid = Number(readFileSync(owner, "utf8"));
+    if (!Number.isInteger(pid) || pid <= 0) return false;
+    process.kill(pid, 0);
+    return false;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ESRCH") return true;
+    if (code === "ENOENT") {
+      try {
+        return Date.now() - statSync(dir).mtimeMs > 10_000;
+      } catch {
+        return false; // released meanwhile
+      }
+    }
+    return false; // EPERM: alive, someone else's
+  }
 }

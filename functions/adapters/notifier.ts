@@ -26,6 +26,30 @@ export class SnsNotifier implements Notifier {
   }
 }
 
+/**
+ * POSTs one message to a Slack incoming webhook: 429 and 5xx (and no answer) are retryable, other
+ * errors terminal. The URL is a credential: it is never put in an error.
+ */
+export async function postSlackWebhook(
+  url: string,
+  payload: object,
+  post: typeof fetch = fetch,
+): Promise<string> {
+  const res = await post(url, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(payload),
+    signal: AbortSignal.timeout(10_000),
+  }).catch((err: unknown) => {
+    throw new RetryableError(`Slack webhook: ${String(err)}`, "NetworkingError", { cause: err });
+  });
+  if (res.status === 429 || res.status >= 500)
+    throw new RetryableError(`Slack webhook: HTTP ${res.status}`, `HTTP${res.status}`);
+  if (!res.ok)
+    throw new TerminalError(`Slack webhook: HTTP ${res.status} ${await res.text()}`, `HTTP${res.status}`);
+  return "slack:ok";
+}
+
 /** Reports to a Slack incoming webhook (optional): the text as a code block. */
 export class SlackWebhookNotifier implements Notifier {
   constructor(
@@ -33,19 +57,16 @@ export class SlackWebhookNotifier implements Notifier {
     private readonly post: typeof fetch = fetch,
   ) {}
 
-  async publish(subject: string, text: string): Promise<string> {
-    const res = await this.post(this.url, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ text: `*${subject}*\n\`\`\`${text}\`\`\`` }),
-      signal: AbortSignal.timeout(10_000),
-    }).catch((err: unknown) => {
-      throw new RetryableError(`Slack webhook: ${String(err)}`, "NetworkingError", { cause: err });
-    });
-    if (res.status === 429 || res.status >= 500)
-      throw new RetryableError(`Slack webhook: HTTP ${res.status}`, `HTTP${res.status}`);
-    if (!res.ok)
-      throw new TerminalError(`Slack webhook: HTTP ${res.status} ${await res.text()}`, `HTTP${res.status}`);
-    return "slack:ok";
+  publish(subject: string, text: string): Promise<string> {
+    return postSlackWebhook(this.url, { text: `*${subject}*\n\`\`\`${text}\`\`\`` }, this.post);
   }
 }
+
+/** Posts approval requests (blocks with buttons) to the webhook named by a secret, read at run time. */
+export interface SlackPoster {
+  post(webhookUrl: string, payload: object): Promise<string>;
+}
+
+export const slackWebhookPoster = (post: typeof fetch = fetch): SlackPoster => ({
+  post: (url, payload) => postSlackWebhook(url, payload, post),
+});

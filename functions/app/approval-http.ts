@@ -38,6 +38,7 @@ import {
   parseSlackSecret,
 } from "../core/approval-config.js";
 import { errorMessage, RetryableError } from "../core/errors.js";
+import { REJECTED } from "../core/failover-machine.js";
 import type { Clock } from "../core/ports.js";
 import { systemClock } from "./runtime.js";
 
@@ -293,7 +294,8 @@ async function decide(
     const taskToken = await rt.tasks.take(executionId);
     if (taskToken === undefined) throw new Error("the task token was already taken");
     if (record.status === "approved") await rt.callback.succeed(taskToken, approvalOutput(record));
-    else await rt.callback.fail(taskToken, "ApprovalRejected", rejectionCause(record));
+    // REJECTED: the error name the workflow definition documents for a rejection.
+    else await rt.callback.fail(taskToken, REJECTED, rejectionCause(record));
   } catch (err) {
     // Fail closed: the decision stands, the workflow is not resumed and times out on its own.
     resumeError = errorMessage(err);

@@ -12,7 +12,10 @@ import { ConfigError } from "./errors.js";
 export const APPROVAL_ENV = {
   ledgerTable: ENV.ledgerTable,
   region: ENV.failoverRegion,
-  /** Secrets Manager ARN of `{"keys": ["<at least 32 bytes>", ...]}`: first signs, all verify. */
+  /**
+   * Secrets Manager ARN of `{"keys": ["<at least 32 bytes>", ...]}`: first signs, all verify
+   * (`{"keys": "<key>"}`, one key, as the stack generates it, is accepted too).
+   */
   approvalSecretArn: "APPROVAL_SECRET_ARN",
   /** Secrets Manager ARN of `{"signingSecret": "<the Slack app's signing secret>"}` (Slack off without it). */
   slackSecretArn: "SLACK_SECRET_ARN",
@@ -22,6 +25,19 @@ export const APPROVAL_ENV = {
   ttlMinutes: "APPROVAL_TTL_MINUTES",
   /** `true`: approve needs two distinct identified approvers (default `false`). */
   twoPersonRule: "TWO_PERSON_RULE",
+  /** The approval endpoint's URL (the function URL), where the links point (request step). */
+  baseUrl: "APPROVAL_BASE_URL",
+  /**
+   * SNS topic of the failover region the approvers subscribe to by email (request step): the same
+   * variable and topic the failover steps report to (FAILOVER_ENV.topicArn).
+   */
+  approversTopicArn: "FAILOVER_TOPIC_ARN",
+  /**
+   * Secrets Manager ARN of `{"webhookUrl": "https://hooks.slack.com/services/..."}`: the Slack
+   * incoming webhook the request step posts the buttons to (Slack off without it). Set it only when
+   * the approval endpoint has SLACK_SECRET_ARN and SLACK_APPROVERS, or the buttons answer 404.
+   */
+  slackWebhookSecretArn: "SLACK_WEBHOOK_SECRET_ARN",
 } as const;
 
 export interface ApprovalConfig {
@@ -57,23 +73,31 @@ function secretArn(env: Env, name: string, region: string): string {
   return arn;
 }
 
-/** Reads and validates the approval settings from an environment (process.env at cold start). */
-export function loadApprovalConfig(env: Env): ApprovalConfig {
+function failoverRegion(env: Env): string {
   const region = required(env, APPROVAL_ENV.region);
   if (!REGION_PATTERN.test(region)) {
     throw new ConfigError(`${APPROVAL_ENV.region} has an invalid AWS region "${region}"`);
   }
+  return region;
+}
+
+function ttlMinutesOf(env: Env): number {
   const ttlRaw = value(env, APPROVAL_ENV.ttlMinutes);
-  let ttlMinutes = DEFAULT_APPROVAL_TTL_MINUTES;
-  if (ttlRaw !== undefined) {
-    if (!/^\d+$/.test(ttlRaw)) {
-      throw new ConfigError(`${APPROVAL_ENV.ttlMinutes} must be an integer, got "${ttlRaw}"`);
-    }
-    ttlMinutes = Number(ttlRaw);
-    if (ttlMinutes < 5 || ttlMinutes > 1440) {
-      throw new ConfigError(`${APPROVAL_ENV.ttlMinutes} must be between 5 and 1440, got ${ttlMinutes}`);
-    }
+  if (ttlRaw === undefined) return DEFAULT_APPROVAL_TTL_MINUTES;
+  if (!/^\d+$/.test(ttlRaw)) {
+    throw new ConfigError(`${APPROVAL_ENV.ttlMinutes} must be an integer, got "${ttlRaw}"`);
   }
+  const ttlMinutes = Number(ttlRaw);
+  if (ttlMinutes < 5 || ttlMinutes > 1440) {
+    throw new ConfigError(`${APPROVAL_ENV.ttlMinutes} must be between 5 and 1440, got ${ttlMinutes}`);
+  }
+  return ttlMinutes;
+}
+
+/** Reads and validates the approval settings from an environment (process.env at cold start). */
+export function loadApprovalConfig(env: Env): ApprovalConfig {
+  const region = failoverRegion(env);
+  const ttlMinutes = ttlMinutesOf(env);
   const twoPerson = value(env, APPROVAL_ENV.twoPersonRule) ?? "false";
   if (twoPerson !== "true" && twoPerson !== "false") {
     throw new ConfigError(`${APPROVAL_ENV.twoPersonRule} must be true or false, got "${twoPerson}"`);
@@ -130,7 +154,85 @@ export function approvalConfigToEnv(c: ApprovalConfig): Record<string, string> {
   return env;
 }
 
-const keysSecret = z.object({ keys: z.array(z.string()) });
+// --- The request step (functions/app/request-approval.ts) -------------------------------------------
+
+/** The RequestApproval step's settings: where links point, whom to tell, how long links last. */
+export interface RequestApprovalConfig {
+  /** The failover region: the function, the table, the topic and the secrets live there. */
+  region: string;
+  ledgerTable: string;
+  /** Signs the links (the same secret the approval endpoint verifies with). */
+  approvalSecretArn: string;
+  /** How long links and the stored task token stay valid (the endpoint's APPROVAL_TTL_MINUTES). */
+  ttlMinutes: number;
+  /** The approval endpoint's base URL, without a trailing slash. */
+  baseUrl: string;
+  approversTopicArn: string;
+  /** Slack's incoming webhook (its URL is a secret); absent: no Slack message. */
+  slackWebhookSecretArn?: string;
+}
+
+const TOPIC_ARN = /^arn:aws[a-z-]*:sns:([a-z0-9-]+):\d{12}:[A-Za-z0-9_-]{1,256}$/;
+/** https anywhere; plain http only to this machine (local mode's stand-in for the function URL). */
+const BASE_URL =
+  /^(https:\/\/[A-Za-z0-9.-]+(:\d{1,5})?|http:\/\/(127\.0\.0\.1|localhost)(:\d{1,5})?)(\/[A-Za-z0-9._~/-]*)?$/;
+
+/**
+ * Reads and validates the request step's settings (process.env at cold start): the failover region,
+ * the ledger, the approval secret and TTL (the same names as the approval endpoint's), the approval
+ * endpoint's URL, the approvers' topic and, optionally, the Slack webhook's secret.
+ */
+export function loadRequestApprovalConfig(env: Env): RequestApprovalConfig {
+  const region = failoverRegion(env);
+  const baseUrl = required(env, APPROVAL_ENV.baseUrl);
+  if (!BASE_URL.test(baseUrl)) {
+    throw new ConfigError(
+      `${APPROVAL_ENV.baseUrl} must be an https URL (http only to 127.0.0.1 or localhost), got "${baseUrl}"`,
+    );
+  }
+  const topicArn = required(env, APPROVAL_ENV.approversTopicArn);
+  const topic = TOPIC_ARN.exec(topicArn);
+  if (!topic) {
+    throw new ConfigError(`${APPROVAL_ENV.approversTopicArn} is not an SNS topic ARN: "${topicArn}"`);
+  }
+  if (topic[1] !== region) {
+    throw new ConfigError(
+      `${APPROVAL_ENV.approversTopicArn} must be a topic in the failover region ${region}`,
+    );
+  }
+  const config: RequestApprovalConfig = {
+    region,
+    ledgerTable: required(env, APPROVAL_ENV.ledgerTable),
+    approvalSecretArn: secretArn(env, APPROVAL_ENV.approvalSecretArn, region),
+    ttlMinutes: ttlMinutesOf(env),
+    baseUrl: baseUrl.replace(/\/+$/, ""),
+    approversTopicArn: topicArn,
+  };
+  if (value(env, APPROVAL_ENV.slackWebhookSecretArn) !== undefined) {
+    config.slackWebhookSecretArn = secretArn(env, APPROVAL_ENV.slackWebhookSecretArn, region);
+  }
+  return config;
+}
+
+/** The inverse of loadRequestApprovalConfig: the environment the request step needs. */
+export function requestApprovalConfigToEnv(c: RequestApprovalConfig): Record<string, string> {
+  const env: Record<string, string> = {
+    [APPROVAL_ENV.region]: c.region,
+    [APPROVAL_ENV.ledgerTable]: c.ledgerTable,
+    [APPROVAL_ENV.approvalSecretArn]: c.approvalSecretArn,
+    [APPROVAL_ENV.ttlMinutes]: String(c.ttlMinutes),
+    [APPROVAL_ENV.baseUrl]: c.baseUrl,
+    [APPROVAL_ENV.approversTopicArn]: c.approversTopicArn,
+  };
+  if (c.slackWebhookSecretArn) env[APPROVAL_ENV.slackWebhookSecretArn] = c.slackWebhookSecretArn;
+  return env;
+}
+
+const slackWebhookSecret = z.object({ webhookUrl: z.string() });
+
+// `keys` may also be one string: Secrets Manager's generated secrets (GenerateSecretString) can only
+// put a string under a key, which is how the stack creates the secret; rotation writes the list.
+const keysSecret = z.object({ keys: z.union([z.array(z.string()), z.string()]) });
 const slackSecret = z.object({ signingSecret: z.string() });
 
 function json(text: string, what: string): unknown {
@@ -144,10 +246,11 @@ function json(text: string, what: string): unknown {
 /** The HMAC keys from the approval secret's value; the error names the secret, never a key. */
 export function parseApprovalKeys(text: string, secretArn: string): Buffer[] {
   const parsed = keysSecret.safeParse(json(text, `secret ${secretArn}`));
-  if (!parsed.success || parsed.data.keys.length === 0) {
+  const list = parsed.success ? [parsed.data.keys].flat() : [];
+  if (list.length === 0) {
     throw new ConfigError(`secret ${secretArn} must be JSON {"keys": ["...", ...]} with at least one key`);
   }
-  const keys = parsed.data.keys.map((k) => Buffer.from(k, "utf8"));
+  const keys = list.map((k) => Buffer.from(k, "utf8"));
   keys.forEach((k, i) => {
     if (k.length < MIN_KEY_BYTES) {
       throw new ConfigError(`secret ${secretArn}: key ${i} is shorter than ${MIN_KEY_BYTES} bytes`);
@@ -165,4 +268,15 @@ export function parseSlackSecret(text: string, secretArn: string): string {
     );
   }
   return parsed.data.signingSecret;
+}
+
+/** The Slack incoming webhook's URL from its secret's value; the error names the secret, never the URL. */
+export function parseSlackWebhookSecret(text: string, secretArn: string): string {
+  const parsed = slackWebhookSecret.safeParse(json(text, `secret ${secretArn}`));
+  if (!parsed.success || !/^https:\/\/hooks\.slack\.com\/services\/\S+$/.test(parsed.data.webhookUrl)) {
+    throw new ConfigError(
+      `secret ${secretArn} must be JSON {"webhookUrl": "https://hooks.slack.com/services/..."} (a Slack incoming webhook)`,
+    );
+  }
+  return parsed.data.webhookUrl;
 }

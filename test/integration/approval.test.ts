@@ -377,7 +377,7 @@ describe("approval links (email)", () => {
       {
         kind: "fail",
         taskToken: "task-token-EXEC",
-        error: "ApprovalRejected",
+        error: "Rejected",
         cause: "rejected by email:approvers-topic via email at 2026-11-27T12:00:00.000Z",
       },
     ]);

@@ -58,6 +58,54 @@ describe("local drill (npm start)", () => {
     expect(points.length).toBe(6); // after each backup, and just before the next (and at the end)
     expect(dom).toMatch(/<line id="rpo-target"/);
     expect(dom).toMatch(/RPO target 60 min/);
+
+    // issue 4: a failover drill, then a failover, through the local runner (the real definition),
+    // each approved by following the emailed link over HTTP, against the Kubernetes API stand-in
+    expect(s.standIn).toMatch(/STAND-IN/);
+    const common = {
+      status: "SUCCEEDED",
+      approvedBy: "email:approvers-topic",
+      backup: expect.stringMatching(/^cbci-dr-\d{14}$/),
+      nodegroupDesired: 3,
+      restorePhase: "Completed",
+      failure: null,
+    };
+    expect(s.drill).toMatchObject({
+      ...common,
+      approvalHttp: { page: "200 Approve failover drill?", decision: "200 Failover approved" },
+      restoreName: expect.stringMatching(/^drill-/),
+      nodegroupDesiredAfter: 0, // scaled back
+      dnsTarget: s.primaryTarget, // the drill leaves DNS alone
+    });
+    expect(s.failover).toMatchObject({
+      ...common,
+      approvalHttp: { page: "200 Approve failover?", decision: "200 Failover approved" },
+      restoreName: expect.stringMatching(/^failover-/),
+      nodegroupDesiredAfter: 3,
+      dnsTarget: s.failoverTarget,
+    });
+    expect(s.failoverTarget).toMatch(/^dualstack\.cbci-failover-.*\.us-west-2\.elb\.amazonaws\.com\.$/);
+    expect(s.primaryTarget).toMatch(/\.us-east-1\.elb\.amazonaws\.com\.$/);
+    // both restore the newest backup, losing what changed since it started (drill time: ~15 min)
+    expect(s.failover.backup).toBe(s.drill.backup);
+    for (const run of [s.drill, s.failover]) {
+      expect(run.dataLossSeconds).toBeGreaterThanOrEqual(15 * 60 - 1);
+      expect(run.dataLossSeconds).toBeLessThan(15 * 60 + 60);
+      expect(Object.keys(run.stepSeconds).sort()).toEqual(
+        [
+          "preflight",
+          "requestApproval",
+          "scaleNodegroup",
+          "waitNodegroup",
+          "startRestore",
+          "waitRestore",
+          "switchDns",
+          "scaleBack",
+          "report",
+        ].sort(),
+      );
+      for (const seconds of Object.values(run.stepSeconds)) expect(seconds).toBeGreaterThanOrEqual(0);
+    }
   }, 120_000);
 
   it("prints the summary as one JSON object on the last line of stdout (starting its own emulator)", () => {

@@ -1,37 +1,10 @@
 import { spawnSync } from "node:child_process";
 import { Logger } from "@aws-lambda-powertools/logger";
-import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import { CreateSubnetCommand, CreateVpcCommand, EC2Client } from "@aws-sdk/client-ec2";
-import {
-  CreateClusterCommand,
-  CreateNodegroupCommand,
-  DescribeClusterCommand,
-  DescribeNodegroupCommand,
-  EKSClient,
-} from "@aws-sdk/client-eks";
-import {
-  CreateLoadBalancerCommand,
-  ElasticLoadBalancingV2Client,
-} from "@aws-sdk/client-elastic-load-balancing-v2";
-import {
-  ChangeResourceRecordSetsCommand,
-  CreateHostedZoneCommand,
-  ListResourceRecordSetsCommand,
-  Route53Client,
-} from "@aws-sdk/client-route-53";
-import { CreateTopicCommand, SNSClient, SubscribeCommand } from "@aws-sdk/client-sns";
-import {
-  CreateQueueCommand,
-  DeleteMessageCommand,
-  GetQueueAttributesCommand,
-  ReceiveMessageCommand,
-  SQSClient,
-} from "@aws-sdk/client-sqs";
-import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
+import { DescribeClusterCommand, DescribeNodegroupCommand, EKSClient } from "@aws-sdk/client-eks";
+import { Route53Client } from "@aws-sdk/client-route-53";
 import type { FinalizeRequestMiddleware } from "@smithy/types";
 import type { Context } from "aws-lambda";
 import { afterEach, describe, expect, it } from "vitest";
-import { DynamoLedger } from "../../functions/adapters/dynamo-ledger.js";
 import {
   type FailoverClient,
   type FailoverRuntimeOptions,
@@ -39,15 +12,10 @@ import {
   makeFailoverSteps,
   type StepOutput,
 } from "../../functions/app/failover-steps.js";
-import {
-  type FailoverConfig,
-  type FailoverRequest,
-  loadFailoverConfig,
-  STEPS,
-} from "../../functions/core/failover.js";
-import { K8sStandIn, type K8sStandInOptions, STAND_IN_LABEL } from "../../local/k8s-standin.js";
+import { type FailoverConfig, type FailoverRequest, STEPS } from "../../functions/core/failover.js";
+import { createFailoverWorld, registerReadyBackup } from "../../local/failover-world.js";
+import { type K8sStandIn, type K8sStandInOptions, STAND_IN_LABEL } from "../../local/k8s-standin.js";
 import { freePort } from "../../local/moto.js";
-import { createLedgerTable } from "../../local/resources.js";
 import { LOCAL_CREDENTIALS } from "../../local/runtime.js";
 import { useMoto } from "../support/harness.js";
 
@@ -57,7 +25,6 @@ const FAILOVER = "us-west-2";
 const PRIMARY = "us-east-1";
 const CLUSTER = "cbci-standby";
 const NODEGROUP = "cbci-workers";
-const RECORD = "ci.example.com.";
 const PRIMARY_ALIAS = { DNSName: "", HostedZoneId: "" };
 const STANDBY_SIZE = { min: 0, max: 1, desired: 0 };
 
@@ -83,183 +50,46 @@ afterEach(async () => {
 });
 
 /**
- * The failover region on the emulator: the standby cluster and its node group (at its idle size),
- * a VPC with two subnets and the failover load balancer, the ledger with one DR-ready backup, the
- * reports topic (delivering to a queue), and the record aliased to the primary region's load
- * balancer (created in the primary region during setup only). Plus the Kubernetes API stand-in.
+ * The failover region on the emulator (local/failover-world.ts: the standby cluster and its node
+ * group at its idle size, the failover load balancer, the record aliased to the primary region's
+ * load balancer, the reports topic, the Kubernetes API stand-in), plus one DR-ready backup.
  */
 async function world(o: { standIn?: Partial<K8sStandInOptions>; backups?: "ready" | "none" } = {}) {
-  const endpoint = moto().endpoint;
-  const base = { endpoint, credentials: LOCAL_CREDENTIALS };
-  const eks = new EKSClient({ ...base, region: FAILOVER });
-  await eks.send(
-    new CreateClusterCommand({
-      name: CLUSTER,
-      roleArn: "arn:aws:iam::123456789012:role/eks",
-      resourcesVpcConfig: { subnetIds: [] },
-    }),
-  );
-  await eks.send(
-    new CreateNodegroupCommand({
-      clusterName: CLUSTER,
-      nodegroupName: NODEGROUP,
-      nodeRole: "arn:aws:iam::123456789012:role/node",
-      subnets: ["subnet-1"],
-      scalingConfig: {
-        minSize: STANDBY_SIZE.min,
-        maxSize: STANDBY_SIZE.max,
-        desiredSize: STANDBY_SIZE.desired,
-      },
-    }),
-  );
-  const loadBalancer = async (region: string, name: string) => {
-    const ec2 = new EC2Client({ ...base, region });
-    const vpc = await ec2.send(new CreateVpcCommand({ CidrBlock: "10.0.0.0/16" }));
-    const subnets: string[] = [];
-    for (const [i, zone] of ["a", "b"].entries()) {
-      const s = await ec2.send(
-        new CreateSubnetCommand({
-          VpcId: vpc.Vpc?.VpcId,
-          CidrBlock: `10.0.${i + 1}.0/24`,
-          AvailabilityZone: `${region}${zone}`,
-        }),
-      );
-      subnets.push(s.Subnet?.SubnetId ?? "");
-    }
-    const elb = new ElasticLoadBalancingV2Client({ ...base, region });
-    const lb = await elb.send(
-      new CreateLoadBalancerCommand({
-        Name: name,
-        Subnets: subnets,
-        Tags: [{ Key: "velero-dr/role", Value: name }],
-      }),
-    );
-    const made = lb.LoadBalancers?.[0];
-    return { dnsName: made?.DNSName ?? "", zoneId: made?.CanonicalHostedZoneId ?? "" };
-  };
-  const primaryLb = await loadBalancer(PRIMARY, "cbci-primary");
-  const failoverLb = await loadBalancer(FAILOVER, "cbci-failover");
-  PRIMARY_ALIAS.DNSName = `dualstack.${primaryLb.dnsName}.`;
-  PRIMARY_ALIAS.HostedZoneId = primaryLb.zoneId;
-
-  const route53 = new Route53Client({ ...base, region: FAILOVER });
-  const zone = await route53.send(
-    new CreateHostedZoneCommand({ Name: "example.com", CallerReference: "dr" }),
-  );
-  const zoneId = (zone.HostedZone?.Id ?? "").replace("/hostedzone/", "");
-  await route53.send(
-    new ChangeResourceRecordSetsCommand({
-      HostedZoneId: zoneId,
-      ChangeBatch: {
-        Changes: [
-          {
-            Action: "UPSERT",
-            ResourceRecordSet: {
-              Name: RECORD,
-              Type: "A",
-              AliasTarget: { ...PRIMARY_ALIAS, EvaluateTargetHealth: true },
-            },
-          },
-        ],
-      },
-    }),
-  );
-
-  const table = `ledger-${Math.random().toString(36).slice(2, 8)}`;
-  const dynamo = new DynamoDBClient({ ...base, region: FAILOVER });
-  await createLedgerTable(dynamo, table);
-  const ledger = new DynamoLedger(
-    DynamoDBDocumentClient.from(dynamo, { marshallOptions: { removeUndefinedValues: true } }),
-    table,
-  );
-  const started = new Date(Date.now() - 10 * 60_000);
   const backupName = "cbci-dr-20261127120000";
-  if (o.backups !== "none") {
-    await ledger.registerBackup({
-      name: backupName,
-      schedule: "cbci-dr",
-      phase: "Completed",
-      startTimestamp: started.toISOString(),
-      completionTimestamp: new Date(started.getTime() + 60_000).toISOString(),
-      expiration: new Date(started.getTime() + 3600_000).toISOString(),
-      errors: 0,
-      warnings: 0,
-      volumeSnapshotsAttempted: 0,
-      expected: [],
-      metadataModified: new Date(started.getTime() + 60_000).toISOString(),
-    });
-    await ledger.recordVerdict(
-      backupName,
-      { verdict: "dr-ready", reason: "Completed with no volume snapshots", copied: 0, expectedCount: 0 },
-      new Date(started.getTime() + 120_000).toISOString(),
-      { prefix: "failover" },
-    );
-  }
-
-  const sns = new SNSClient({ ...base, region: FAILOVER });
-  const sqs = new SQSClient({ ...base, region: FAILOVER });
-  const topic = await sns.send(new CreateTopicCommand({ Name: "failover-reports" }));
-  const queue = await sqs.send(new CreateQueueCommand({ QueueName: "failover-reports" }));
-  const queueArn = (
-    await sqs.send(new GetQueueAttributesCommand({ QueueUrl: queue.QueueUrl, AttributeNames: ["QueueArn"] }))
-  ).Attributes?.QueueArn;
-  await sns.send(new SubscribeCommand({ TopicArn: topic.TopicArn, Protocol: "sqs", Endpoint: queueArn }));
-
-  const standIn = await K8sStandIn.start({
+  const f = await createFailoverWorld({
+    endpoint: moto().endpoint,
+    failoverRegion: FAILOVER,
+    primaryRegion: PRIMARY,
     clusterName: CLUSTER,
-    credentials: LOCAL_CREDENTIALS,
-    completeAfterMs: 100,
-    knownBackups: () => [backupName],
-    ...o.standIn,
+    nodegroupName: NODEGROUP,
+    standbySize: STANDBY_SIZE,
+    standIn: { knownBackups: () => [backupName], ...o.standIn },
   });
-  standIns.push(standIn);
-
-  const config: FailoverConfig = {
-    ...loadFailoverConfig({
-      FAILOVER_REGION: FAILOVER,
-      LEDGER_TABLE: table,
-      FAILOVER_CLUSTER_NAME: CLUSTER,
-      FAILOVER_NODEGROUP_NAME: NODEGROUP,
-      FAILOVER_NODEGROUP_MIN: "3",
-      FAILOVER_NODEGROUP_DESIRED: "3",
-      FAILOVER_NODEGROUP_MAX: "6",
-      FAILOVER_HOSTED_ZONE_ID: zoneId,
-      FAILOVER_RECORD_NAME: "ci.example.com",
-      FAILOVER_LB_NAME: "cbci-failover",
-      FAILOVER_K8S_ENDPOINT: standIn.endpoint,
-      FAILOVER_TOPIC_ARN: topic.TopicArn,
-    }),
-  };
-  config.waits = { pollMs: 20, nodegroupMs: 5_000, restoreMs: 5_000, dnsMs: 5_000 };
-
-  /** What the reports queue received since the last look (each message is an SNS envelope). */
-  const reports = async () => {
-    const out = await sqs.send(
-      new ReceiveMessageCommand({ QueueUrl: queue.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 0 }),
-    );
-    for (const m of out.Messages ?? []) {
-      await sqs.send(new DeleteMessageCommand({ QueueUrl: queue.QueueUrl, ReceiptHandle: m.ReceiptHandle }));
-    }
-    return (out.Messages ?? []).map(
-      (m) => JSON.parse(m.Body ?? "{}") as { Subject?: string; Message?: string },
-    );
-  };
-  /** The record's alias target now, read with the test's own client. */
-  const alias = async () => {
-    const out = await route53.send(
-      new ListResourceRecordSetsCommand({
-        HostedZoneId: zoneId,
-        StartRecordName: RECORD,
-        StartRecordType: "A",
-        MaxItems: 1,
-      }),
-    );
-    return out.ResourceRecordSets?.[0]?.AliasTarget;
-  };
+  standIns.push(f.standIn);
+  PRIMARY_ALIAS.DNSName = f.primaryAlias.DNSName;
+  PRIMARY_ALIAS.HostedZoneId = f.primaryAlias.HostedZoneId;
+  if (o.backups !== "none")
+    await registerReadyBackup(f.ledger, backupName, new Date(Date.now() - 10 * 60_000));
+  const eks = new EKSClient({ endpoint: moto().endpoint, credentials: LOCAL_CREDENTIALS, region: FAILOVER });
   const nodegroup = async () =>
     (await eks.send(new DescribeNodegroupCommand({ clusterName: CLUSTER, nodegroupName: NODEGROUP })))
       .nodegroup;
-  return { config, standIn, backupName, failoverLb, primaryLb, alias, nodegroup, reports, eks, ledger };
+  const lb = (l: { dnsName: string; canonicalHostedZoneId: string }) => ({
+    dnsName: l.dnsName,
+    zoneId: l.canonicalHostedZoneId,
+  });
+  return {
+    config: f.config(),
+    standIn: f.standIn,
+    backupName,
+    failoverLb: lb(f.failoverLb),
+    primaryLb: lb(f.primaryLb),
+    alias: f.alias,
+    nodegroup,
+    reports: f.reports,
+    eks,
+    ledger: f.ledger,
+  };
 }
 
 /** The steps wired to the emulator; every call the steps' clients make is recorded after signing. */

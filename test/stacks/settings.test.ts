@@ -3,11 +3,18 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { APPROVAL_ENV } from "../../functions/core/approval-config.js";
 import { ENV, loadConfig } from "../../functions/core/config.js";
 import { ConfigError } from "../../functions/core/errors.js";
+import { FAILOVER_ENV } from "../../functions/core/failover.js";
 import config from "../../sst.config.js";
+import { iamRecordName } from "../../stacks/Failover.js";
 import {
+  APPROVAL_SETTINGS,
   busName,
+  FAILOVER_SETTINGS,
+  failoverMachineName,
+  failoverSettingsFromEnv,
   forwardRuleName,
   isProtectedStage,
   SETTINGS,
@@ -164,6 +171,107 @@ describe("settingsFromEnv", () => {
     expect(() => settingsFromEnv({ FAILOVER_REGION: "us-west-2", SOURCE_REGIONS: "us-east-1" })).toThrow(
       "DR_FAILOVER_REGION is required",
     );
+  });
+});
+
+describe("failoverSettingsFromEnv", () => {
+  const VELERO = { ...BASE, DR_VELERO_BUCKET: "acme-velero", DR_ZONE_MAP: "us-east-1a=us-west-2a" };
+  const FAILOVER = {
+    ...VELERO,
+    DR_FAILOVER_CLUSTER_NAME: "standby",
+    DR_FAILOVER_NODEGROUP_NAME: "workers",
+    DR_FAILOVER_NODEGROUP_MIN: "1",
+    DR_FAILOVER_NODEGROUP_DESIRED: "2",
+    DR_FAILOVER_NODEGROUP_MAX: "4",
+    DR_FAILOVER_HOSTED_ZONE_ID: "Z123",
+    DR_FAILOVER_RECORD_NAME: "ci.example.com",
+    DR_FAILOVER_LB_NAME: "ingress",
+    DR_APPROVER_EMAILS: "ops@example.com",
+  };
+
+  it("is off without DR_FAILOVER_CLUSTER_NAME", () => {
+    expect(failoverSettingsFromEnv(VELERO)).toBeUndefined();
+    expect(failoverSettingsFromEnv(BASE)).toBeUndefined();
+  });
+
+  it("maps every setting onto the functions' variables, validated by their own loaders, with their defaults", () => {
+    // act
+    const f = failoverSettingsFromEnv({
+      ...FAILOVER,
+      DR_FAILOVER_NODEGROUP_WAIT_SECONDS: "300",
+      DR_FAILOVER_PARTIAL_RESTORE: "fail",
+    });
+    // assert
+    expect(f?.env).toEqual({
+      FAILOVER_REGION: "us-west-2",
+      ALLOWED_WARNINGS: "0",
+      FAILOVER_CLUSTER_NAME: "standby",
+      FAILOVER_NODEGROUP_NAME: "workers",
+      FAILOVER_NODEGROUP_MIN: "1",
+      FAILOVER_NODEGROUP_DESIRED: "2",
+      FAILOVER_NODEGROUP_MAX: "4",
+      FAILOVER_HOSTED_ZONE_ID: "Z123",
+      FAILOVER_RECORD_NAME: "ci.example.com",
+      FAILOVER_LB_NAME: "ingress",
+      FAILOVER_NODEGROUP_WAIT_SECONDS: "300",
+      FAILOVER_PARTIAL_RESTORE: "fail",
+    });
+    expect(f?.config).toMatchObject({
+      recordName: "ci.example.com.",
+      recordType: "A",
+      namespaces: ["cbci"],
+      partialRestore: "fail",
+      waits: { pollMs: 10_000, nodegroupMs: 300_000, restoreMs: 600_000, dnsMs: 300_000 },
+    });
+    expect(f?.approvalEnv).toEqual({
+      FAILOVER_REGION: "us-west-2",
+      APPROVAL_TTL_MINUTES: "60",
+      TWO_PERSON_RULE: "false",
+    });
+    expect(f?.requestApprovalEnv).toEqual({ FAILOVER_REGION: "us-west-2", APPROVAL_TTL_MINUTES: "60" });
+    expect(f?.approverEmails).toEqual(["ops@example.com"]);
+    expect(f?.approvalTimeoutMinutes).toBe(60); // the links' TTL
+    for (const [key, setting] of Object.entries(FAILOVER_SETTINGS)) {
+      expect(setting).toBe(`DR_${FAILOVER_ENV[key as keyof typeof FAILOVER_SETTINGS]}`);
+    }
+    for (const [key, setting] of Object.entries(APPROVAL_SETTINGS)) {
+      expect(setting).toBe(`DR_${APPROVAL_ENV[key as keyof typeof APPROVAL_SETTINGS]}`);
+    }
+  });
+
+  it.each([
+    [
+      { DR_FAILOVER_NODEGROUP_MIN: "5" },
+      "DR_FAILOVER_NODEGROUP_MIN <= DR_FAILOVER_NODEGROUP_DESIRED <= DR_FAILOVER_NODEGROUP_MAX must hold",
+    ],
+    [{ DR_FAILOVER_RECORD_NAME: "not a name" }, 'DR_FAILOVER_RECORD_NAME is not a DNS name: "not a name"'],
+    [
+      { DR_FAILOVER_LB_NAME: undefined },
+      "exactly one of DR_FAILOVER_LB_NAME and DR_FAILOVER_LB_TAG must be set",
+    ],
+    [{ DR_FAILOVER_NAMESPACES: "CBCI" }, 'DR_FAILOVER_NAMESPACES has an invalid namespace "CBCI"'],
+    [
+      { DR_FAILOVER_DNS_WAIT_SECONDS: "900" },
+      "DR_FAILOVER_DNS_WAIT_SECONDS must be between 10 and 840, got 900",
+    ],
+    [{ DR_TWO_PERSON_RULE: "yes" }, 'DR_TWO_PERSON_RULE must be true or false, got "yes"'],
+    [{ DR_SLACK_APPROVERS: "U0ALICE01" }, "DR_SLACK_APPROVERS is set but DR_SLACK_SECRET_ARN is not"],
+    [{ DR_APPROVER_EMAILS: undefined }, "DR_FAILOVER_CLUSTER_NAME needs approvers: set DR_APPROVER_EMAILS"],
+    [
+      { DR_APPROVAL_TIMEOUT_MINUTES: "61" },
+      "DR_APPROVAL_TIMEOUT_MINUTES must be between 5 and DR_APPROVAL_TTL_MINUTES (60), got 61",
+    ],
+    [{ DR_FAILOVER_CLUSTER_NAME: " " }, "DR_FAILOVER_NODEGROUP_NAME"],
+  ])("rejects %o naming the DR_* setting", (over, message) => {
+    const env = { ...FAILOVER, ...over };
+    expect(() => failoverSettingsFromEnv(env)).toThrow(ConfigError);
+    expect(() => failoverSettingsFromEnv(env)).toThrow(message);
+  });
+
+  it("names the machine after the stage, and the record as Route 53's IAM conditions compare it", () => {
+    expect(failoverMachineName("prod")).toBe("velero-dr-prod-failover");
+    expect(iamRecordName("ci.example.com.")).toBe("ci.example.com");
+    expect(iamRecordName("*.ci.example.com.")).toBe("\\052.ci.example.com");
   });
 });
 

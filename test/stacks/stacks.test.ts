@@ -1,9 +1,9 @@
 /**
  * Synthesis tests of both stacks, offline (vitest sets NODE_ENV=test, SST's test mode).
  *
- * Every SST synthesis of this repo lives in this one file on purpose: SST writes per-project state
- * under .sst/ (it empties .sst/types on every `new App`, and builds each function into
- * .sst/artifacts/<function id>/), so two test files synthesizing in parallel forks would race.
+ * SST writes per-project state under .sst/ (it empties .sst/types on every `new App`, and builds
+ * each function into .sst/artifacts/<function id>/), so every synthesis, here and in
+ * failover.test.ts (which runs in a parallel fork), goes through stacks/synth.ts's lock.
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
@@ -22,7 +22,7 @@ import config from "../../sst.config.js";
 import { HANDLERS, sstBuildOptions, sstEsbuild } from "../../stacks/functions.js";
 import { STATUS_INDEX } from "../../stacks/Replication.js";
 import { settingsFromEnv } from "../../stacks/settings.js";
-import { type SynthesizedStack, synthRegion } from "../../stacks/synth.js";
+import { type SynthesizedStack, synthRegion, withSynthLock } from "../../stacks/synth.js";
 import { allStatements, countByType, flat, type Json, policyRoles, type Resource, resources } from "./cfn.js";
 import {
   cloudwatch,
@@ -192,34 +192,36 @@ describe("multi-region app", () => {
     [{ ...SETTINGS, DR_SOURCE_REGIONS: "" }, /DR_SOURCE_REGIONS is required/],
     [{ ...SETTINGS, DR_KMS_KEY_ARN: "alias/mine" }, /DR_KMS_KEY_ARN must be a KMS key or alias ARN/],
     [{ ...SETTINGS, DR_ALERT_EMAIL: "not-an-address" }, /DR_ALERT_EMAIL must be an email address/],
-  ])("fails synthesis naming the bad setting (%o)", async (env, message) => {
-    // arrange
-    const outdir = await mkdtemp(path.join(tmpdir(), "velero-dr-synth-"));
-    const app = new App(
-      {
-        mode: "deploy",
-        name: "velero-dr",
-        stage: "test",
-        region: FAILOVER,
-        account: ACCOUNT,
-      },
-      { outdir },
-    );
-    const saved = { ...process.env };
-    for (const k of Object.keys(process.env)) if (k.startsWith("DR_")) delete process.env[k];
-    Object.assign(process.env, env);
-    try {
-      // act + assert
-      await expect(Promise.resolve().then(() => config.stacks(app))).rejects.toThrow(message);
-    } finally {
-      await rm(outdir, { recursive: true, force: true });
-      for (const k of Object.keys(process.env)) if (k.startsWith("DR_")) delete process.env[k];
-      Object.assign(
-        process.env,
-        Object.fromEntries(Object.entries(saved).filter(([k]) => k.startsWith("DR_"))),
+  ])("fails synthesis naming the bad setting (%o)", (env, message) =>
+    withSynthLock(async () => {
+      // arrange
+      const outdir = await mkdtemp(path.join(tmpdir(), "velero-dr-synth-"));
+      const app = new App(
+        {
+          mode: "deploy",
+          name: "velero-dr",
+          stage: "test",
+          region: FAILOVER,
+          account: ACCOUNT,
+        },
+        { outdir },
       );
-    }
-  });
+      const saved = { ...process.env };
+      for (const k of Object.keys(process.env)) if (k.startsWith("DR_")) delete process.env[k];
+      Object.assign(process.env, env);
+      try {
+        // act + assert
+        await expect(Promise.resolve().then(() => config.stacks(app))).rejects.toThrow(message);
+      } finally {
+        await rm(outdir, { recursive: true, force: true });
+        for (const k of Object.keys(process.env)) if (k.startsWith("DR_")) delete process.env[k];
+        Object.assign(
+          process.env,
+          Object.fromEntries(Object.entries(saved).filter(([k]) => k.startsWith("DR_"))),
+        );
+      }
+    }),
+  );
 });
 
 describe("Replication stack (failover region)", () => {

@@ -612,6 +612,8 @@ describe("approval configuration", () => {
       Buffer.from(key),
       Buffer.from(`${key}2`),
     ]);
+    // one key as a string: the form the stack's generated secret takes (GenerateSecretString)
+    expect(parseApprovalKeys(JSON.stringify({ keys: key }), ARN)).toEqual([Buffer.from(key)]);
     expect(
       parseSlackSecret(JSON.stringify({ signingSecret: "8f742231b10e8888abcd99yyyzzz85a5" }), SLACK_ARN),
     ).toBe("8f742231b10e8888abcd99yyyzzz85a5");
@@ -619,6 +621,8 @@ describe("approval configuration", () => {
       () => parseApprovalKeys("s3cr3t-not-json", ARN),
       () => parseApprovalKeys(JSON.stringify({ keys: [] }), ARN),
       () => parseApprovalKeys(JSON.stringify({ keys: ["s3cr3t-too-short"] }), ARN),
+      () => parseApprovalKeys(JSON.stringify({ keys: "s3cr3t-too-short" }), ARN),
+      () => parseApprovalKeys(JSON.stringify({ keys: "" }), ARN),
       () => parseSlackSecret(JSON.stringify({ signing: "s3cr3t-wrong-field" }), SLACK_ARN),
     ];
     for (const attempt of attempts) {

@@ -291,6 +291,7 @@ export function restoreNameFor(executionId: string, drill: boolean): string {
     .replace(/[^a-z0-9-]+/g, "-")
     .replace(/-+/g, "-")
     .replace(/^-|-$/g, "")
+    .replace(new RegExp(`^${prefix}-`), "") // "drill-..." executions: not "drill-drill-..."
     .slice(0, 63 - prefix.length - hash.length - 2)
     .replace(/-$/, "");
   return slug ? `${prefix}-${slug}-${hash}` : `${prefix}-${hash}`;

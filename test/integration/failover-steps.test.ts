@@ -291,7 +291,7 @@ describe("failover steps against the emulator and the Kubernetes API stand-in", 
     });
     expect(count("ChangeResourceRecordSetsCommand")).toBe(0);
     const [restore] = w.standIn.list();
-    expect(restore?.metadata).toMatchObject({ name: expect.stringMatching(/^drill-drill-1-[0-9a-f]{10}$/) });
+    expect(restore?.metadata).toMatchObject({ name: expect.stringMatching(/^drill-1-[0-9a-f]{10}$/) });
     expect(restore?.spec).toMatchObject({
       namespaceMapping: { cbci: "cbci-drill" },
       includedNamespaces: ["cbci"],

@@ -312,17 +312,26 @@ export async function createFailoverWorld(o: FailoverWorldOptions): Promise<Fail
       return { status: ng?.status, ...ng?.scalingConfig };
     },
     async reports() {
-      const out = await sqs.send(
-        new ReceiveMessageCommand({ QueueUrl: queue.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 0 }),
-      );
-      for (const m of out.Messages ?? []) {
-        await sqs.send(
-          new DeleteMessageCommand({ QueueUrl: queue.QueueUrl, ReceiptHandle: m.ReceiptHandle }),
+      // Ten at most per receive: drain the queue (stage messages and reports), oldest first.
+      const all: Array<{ Subject?: string; Message?: string; Timestamp?: string }> = [];
+      for (;;) {
+        const out = await sqs.send(
+          new ReceiveMessageCommand({
+            QueueUrl: queue.QueueUrl,
+            MaxNumberOfMessages: 10,
+            WaitTimeSeconds: 0,
+          }),
         );
+        const got = out.Messages ?? [];
+        for (const m of got) {
+          await sqs.send(
+            new DeleteMessageCommand({ QueueUrl: queue.QueueUrl, ReceiptHandle: m.ReceiptHandle }),
+          );
+          all.push(JSON.parse(m.Body ?? "{}") as { Subject?: string; Message?: string; Timestamp?: string });
+        }
+        if (got.length === 0) break;
       }
-      return (out.Messages ?? []).map(
-        (m) => JSON.parse(m.Body ?? "{}") as { Subject?: string; Message?: string },
-      );
+      return all.sort((a, b) => (a.Timestamp ?? "").localeCompare(b.Timestamp ?? ""));
     },
     describe() {
       return [

@@ -160,6 +160,7 @@ export function Failover({ stack }: StackContext) {
         p.eks(["eks:DescribeNodegroup"], "nodegroup"),
         p.readRecord,
         p.findLoadBalancer,
+        ...p.publish,
       ],
     },
     scaleNodegroup: {
@@ -168,6 +169,7 @@ export function Failover({ stack }: StackContext) {
       permissions: [
         ...p.memo(["dynamodb:GetItem", "dynamodb:PutItem"]),
         p.eks(["eks:DescribeNodegroup", "eks:UpdateNodegroupConfig"], "nodegroup"),
+        ...p.publish,
       ],
     },
     waitNodegroup: {
@@ -182,17 +184,30 @@ export function Failover({ stack }: StackContext) {
     startRestore: {
       timeout: STEP_TIMEOUT,
       description: "Failover: creates the Velero Restore in the standby cluster",
-      permissions: [p.eks(["eks:DescribeCluster"], "cluster")],
+      permissions: [
+        ...p.memo(["dynamodb:GetItem", "dynamodb:PutItem"]),
+        p.eks(["eks:DescribeCluster"], "cluster"),
+        ...p.publish,
+      ],
     },
     waitRestore: {
       timeout: waitTimeout(config.waits.restoreMs),
       description: "Failover: waits for the Velero Restore to finish",
-      permissions: [p.eks(["eks:DescribeCluster"], "cluster")],
+      permissions: [
+        ...p.memo(["dynamodb:GetItem", "dynamodb:PutItem"]),
+        p.eks(["eks:DescribeCluster"], "cluster"),
+        ...p.publish,
+      ],
     },
     switchDns: {
       timeout: waitTimeout(config.waits.dnsMs),
       description: "Failover: points the record at the failover load balancer and waits for INSYNC",
-      permissions: [...p.memo(["dynamodb:GetItem", "dynamodb:PutItem"]), p.readRecord, ...p.changeRecord],
+      permissions: [
+        ...p.memo(["dynamodb:GetItem", "dynamodb:PutItem"]),
+        p.readRecord,
+        ...p.changeRecord,
+        ...p.publish,
+      ],
     },
     scaleBack: {
       timeout: STEP_TIMEOUT,
@@ -200,11 +215,12 @@ export function Failover({ stack }: StackContext) {
       permissions: [
         ...p.memo(["dynamodb:GetItem", "dynamodb:PutItem"]),
         p.eks(["eks:DescribeNodegroup", "eks:UpdateNodegroupConfig"], "nodegroup"),
+        ...p.publish,
       ],
     },
     report: {
       timeout: STEP_TIMEOUT,
-      description: "Failover: publishes the report (backup, data-loss window, step times)",
+      description: "Failover: records and publishes the report (backup, data-loss window, step times)",
       permissions: [...p.memo(["dynamodb:GetItem", "dynamodb:PutItem"]), ...p.publish],
     },
   };

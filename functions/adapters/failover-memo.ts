@@ -1,7 +1,7 @@
 import { ConditionalCheckFailedException } from "@aws-sdk/client-dynamodb";
 import { type DynamoDBDocumentClient, GetCommand, PutCommand } from "@aws-sdk/lib-dynamodb";
 import { classifyAwsError } from "../core/errors.js";
-import type { ExecutionMemo } from "../core/failover.js";
+import type { ExecutionMemo, FailoverAudit, FailoverReport } from "../core/failover.js";
 
 /** How long a failover's memo items live (the table's TTL attribute `expiresAt`, Unix seconds). */
 const KEEP_SECONDS = 90 * 24 * 3600;
@@ -63,5 +63,73 @@ export class DynamoExecutionMemo implements ExecutionMemo {
       });
     const raw = out.Item?.value;
     return typeof raw === "string" ? (JSON.parse(raw) as unknown) : undefined;
+  }
+}
+
+export const auditKey = (executionId: string) => ({ pk: `FAILOVER#${executionId}`, sk: "AUDIT" });
+
+const conditionFailed = (err: unknown) =>
+  err instanceof ConditionalCheckFailedException ||
+  (err as { name?: string })?.name === "ConditionalCheckFailedException";
+
+/**
+ * The audit record of one execution in the ledger table: its final report, kept (no TTL).
+ * Written with a condition: the first record stays, except that a succeeded one replaces a failed
+ * one (a failed run re-run to completion); a failed one never replaces anything.
+ *
+ * | item                         | pk                        | sk      |
+ * |------------------------------|---------------------------|---------|
+ * | an execution's audit record  | `FAILOVER#<execution id>` | `AUDIT` |
+ */
+export class DynamoFailoverAudit implements FailoverAudit {
+  constructor(
+    private readonly db: DynamoDBDocumentClient,
+    private readonly table: string,
+  ) {}
+
+  async record(report: FailoverReport & { outcome: "succeeded" | "failed" }): Promise<"written" | "kept"> {
+    const succeeded = report.outcome === "succeeded";
+    try {
+      await this.db.send(
+        new PutCommand({
+          TableName: this.table,
+          Item: {
+            ...auditKey(report.executionId),
+            executionId: report.executionId,
+            outcome: report.outcome,
+            drill: report.drill,
+            backup: report.backup?.name ?? null,
+            dataLossSeconds: report.dataLossSeconds,
+            rtoSeconds: report.rtoSeconds,
+            approvedBy: report.approvedBy ?? null,
+            at: report.generatedAt,
+            report: JSON.stringify(report),
+          },
+          ConditionExpression: succeeded
+            ? "attribute_not_exists(pk) OR #outcome = :failed"
+            : "attribute_not_exists(pk)",
+          ...(succeeded
+            ? {
+                ExpressionAttributeNames: { "#outcome": "outcome" },
+                ExpressionAttributeValues: { ":failed": "failed" },
+              }
+            : {}),
+        }),
+      );
+      return "written";
+    } catch (err) {
+      if (conditionFailed(err)) return "kept";
+      throw classifyAwsError(err, "writing the audit record");
+    }
+  }
+
+  async read(executionId: string): Promise<FailoverReport | undefined> {
+    const out = await this.db
+      .send(new GetCommand({ TableName: this.table, Key: auditKey(executionId), ConsistentRead: true }))
+      .catch((err: unknown) => {
+        throw classifyAwsError(err, "reading the audit record");
+      });
+    const raw = out.Item?.report;
+    return typeof raw === "string" ? (JSON.parse(raw) as FailoverReport) : undefined;
   }
 }

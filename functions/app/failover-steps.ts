@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { Logger } from "@aws-lambda-powertools/logger";
 import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
@@ -11,7 +12,7 @@ import * as z from "zod/mini";
 import { DynamoLedger } from "../adapters/dynamo-ledger.js";
 import { EksStandbyCluster } from "../adapters/eks.js";
 import { Elbv2LoadBalancerLookup } from "../adapters/elbv2.js";
-import { DynamoExecutionMemo } from "../adapters/failover-memo.js";
+import { DynamoExecutionMemo, DynamoFailoverAudit } from "../adapters/failover-memo.js";
 import { type Credentials, eksToken, KubeClient, KubeVeleroRestores } from "../adapters/k8s.js";
 import { SlackWebhookNotifier, SnsNotifier } from "../adapters/notifier.js";
 import { Route53DnsSwitch } from "../adapters/route53.js";
@@ -22,6 +23,7 @@ import {
   buildReport,
   type DnsSwitch,
   type ExecutionMemo,
+  type FailoverAudit,
   type FailoverConfig,
   type FailoverPlan,
   FailoverPlanSchema,
@@ -69,13 +71,26 @@ const MEMO = {
   nodegroupUpdate: "nodegroup.update",
   dnsChange: "dns.change",
   scaledBack: "nodegroup.scaledBack",
-  reportPublished: "report.published",
+  /** Per outcome: a failed run's report does not use up the report of the re-run that completes. */
+  reportPublished: (outcome: "succeeded" | "failed") => `report.published.${outcome}`,
+  /** Per stage message (see `announce`): claimed before it is published, so it goes out at most once. */
+  announced: (stage: Stage) => `announced.${stage}`,
 } as const;
+
+/** The stages announced to the notifiers as the execution gets through them (the report is separate). */
+export type Stage =
+  | "preflightPassed"
+  | "preflightRefused"
+  | "recoveryStarted"
+  | "restoreFinished"
+  | "dns"
+  | "scaledBack";
 
 export interface FailoverDeps {
   config: FailoverConfig;
   backups: Pick<BackupLedger, "listBackups">;
   memo: ExecutionMemo;
+  audit: FailoverAudit;
   cluster: StandbyCluster;
   dns: DnsSwitch;
   loadBalancers: LoadBalancerLookup;
@@ -152,6 +167,7 @@ export function makeFailoverRuntime(config: FailoverConfig, o: FailoverRuntimeOp
     config,
     backups: new DynamoLedger(db, config.ledgerTable),
     memo: new DynamoExecutionMemo(db, config.ledgerTable, () => clock.now()),
+    audit: new DynamoFailoverAudit(db, config.ledgerTable),
     cluster,
     dns: new Route53DnsSwitch(route53, config.hostedZoneId, config.recordName, config.recordType),
     loadBalancers: new Elbv2LoadBalancerLookup(elb, config.loadBalancer),
@@ -182,10 +198,27 @@ export interface StepOutput {
 interface StepContext {
   request: FailoverRequest;
   steps: Record<string, unknown>;
+  /** The error the workflow caught (ReportFailure's input): `{ Error, Cause }`. */
+  error?: unknown;
+  /** The approval task's output: `{ approvedBy, channel, at }`. */
+  approval?: unknown;
 }
 
 const rec = (v: unknown): Record<string, unknown> =>
   typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+
+/** Lambda errors reach Step Functions' Catch with a JSON cause: its message, bounded. */
+function causeText(cause: unknown): string {
+  const c = typeof cause === "string" ? cause : JSON.stringify(cause ?? "");
+  let text = c;
+  try {
+    const m = rec(JSON.parse(c)).errorMessage;
+    if (typeof m === "string") text = m;
+  } catch {
+    // not JSON: the cause as given
+  }
+  return text.slice(0, 2000);
+}
 
 /** The plan preflight put in the state (its output at `$.steps.preflight.plan`). */
 function planOf(ctx: StepContext): FailoverPlan {
@@ -209,10 +242,63 @@ export function makeFailoverSteps(deps: FailoverDeps) {
   const { config, memo, clock, logger } = deps;
   const waitOptions = (timeoutMs: number) => ({ timeoutMs, pollMs: config.waits.pollMs });
 
+  /**
+   * Publishes one short stage message to every notifier, once per execution and stage: the memo
+   * item is claimed first (first write wins), so a re-run, or the other parallel branch, finds it
+   * claimed and sends nothing. Never fails the step: a failed claim or publish is logged, and the
+   * message is not sent again (the final report is authoritative).
+   */
+  const announce = async (
+    request: FailoverRequest,
+    stage: Stage,
+    what: string,
+    lines: string[],
+    facts: Record<string, unknown>,
+  ): Promise<void> => {
+    if (deps.notifiers.length === 0) return;
+    const exec = request.executionId;
+    const subject = `${request.drill ? "DR drill" : "DR failover"} ${exec.split(":").pop() || exec}: ${what}`;
+    try {
+      const claim = randomUUID();
+      const stored = await memo.remember(exec, MEMO.announced(stage), {
+        claim,
+        at: clock.now().toISOString(),
+      });
+      if (rec(stored).claim !== claim) return;
+      const text = `${[subject, ...lines].join("\n")}\n`;
+      const json = { executionId: exec, stage, drill: request.drill, ...facts };
+      const sent = await Promise.allSettled(deps.notifiers.map((n) => n.publish(subject, text, json)));
+      for (const r of sent) {
+        if (r.status === "rejected")
+          logger.warn("stage message not published", { stage, error: errorMessage(r.reason) });
+      }
+    } catch (err) {
+      logger.warn("stage message not published", { stage, error: errorMessage(err) });
+    }
+  };
+
+  /** The recovery's start: from the scale-up or the Restore, whichever gets there first. */
+  const announceRecovery = (request: FailoverRequest, plan: FailoverPlan) =>
+    announce(
+      request,
+      "recoveryStarted",
+      "recovery started",
+      [
+        `node group ${plan.nodegroup.name}: desired ${plan.nodegroup.current.desired} -> ${plan.nodegroup.target.desired} (min ${plan.nodegroup.target.min}, max ${plan.nodegroup.target.max})`,
+        `restore ${plan.restore.name} of backup ${plan.backup.name}`,
+      ],
+      { nodegroupTarget: plan.nodegroup.target, restoreName: plan.restore.name, backup: plan.backup.name },
+    );
+
   const handler = (step: StepName, body: StepBody) =>
     middy(async (event: unknown): Promise<StepOutput> => {
       const state = parseWith(FailoverStateSchema, event, `${step} input`);
-      const ctx: StepContext = { request: state.request, steps: rec(state.steps) };
+      const ctx: StepContext = {
+        request: state.request,
+        steps: rec(state.steps),
+        error: state.error,
+        approval: state.approval,
+      };
       logger.appendKeys({ executionId: ctx.request.executionId, step, drill: ctx.request.drill });
       const started = clock.now();
       try {
@@ -380,6 +466,7 @@ export function makeFailoverSteps(deps: FailoverDeps) {
     const updateId = r.updateId
       ? String(await memo.remember(exec, MEMO.nodegroupUpdate, r.updateId))
       : await memo.recall(exec, MEMO.nodegroupUpdate);
+    await announceRecovery(ctx.request, plan);
     return {
       outcome: r.changed ? "succeeded" : "unchanged",
       detail: r.changed
@@ -447,6 +534,7 @@ export function makeFailoverSteps(deps: FailoverDeps) {
       created = r.created;
       restore = r.restore;
     }
+    await announceRecovery(request, plan);
     return {
       outcome: created ? "succeeded" : "unchanged",
       detail: `${created ? "created" : "found"} Restore ${plan.restore.name} of backup ${plan.backup.name}`,
@@ -473,6 +561,18 @@ export function makeFailoverSteps(deps: FailoverDeps) {
       if (!r) throw new StepFailed(`Restore ${name} does not exist (startRestore has not run?)`);
       const counts = { restoreName: name, phase: r.phase, warnings: r.warnings, errors: r.errors, polls };
       const why = [r.failureReason, ...(r.validationErrors ?? [])].filter(Boolean).join("; ");
+      if (["Completed", "PartiallyFailed", "Failed", "FailedValidation"].includes(r.phase)) {
+        await announce(
+          ctx.request,
+          "restoreFinished",
+          `restore ${r.phase}`,
+          [
+            `Restore ${name} of backup ${plan.backup.name}: ${r.phase}, warnings ${r.warnings}, errors ${r.errors}`,
+            ...(why ? [why] : []),
+          ],
+          { restoreName: name, phase: r.phase, warnings: r.warnings, errors: r.errors },
+        );
+      }
       if (r.phase === "Completed") {
         return {
           outcome: "succeeded",
@@ -506,6 +606,13 @@ export function makeFailoverSteps(deps: FailoverDeps) {
     const exec = ctx.request.executionId;
     if (ctx.request.drill || !plan.dns.switch) {
       const current = await deps.dns.current();
+      await announce(
+        ctx.request,
+        "dns",
+        "DNS switch skipped (drill)",
+        [`${plan.dns.recordName} left on ${current?.dnsName ?? "its target"}`],
+        { switched: false, target: current?.dnsName ?? null },
+      );
       return {
         outcome: "skipped",
         detail: `drill: ${plan.dns.recordName} left on ${current?.dnsName ?? "its target"}`,
@@ -530,6 +637,13 @@ export function makeFailoverSteps(deps: FailoverDeps) {
     const status = changeId
       ? await deps.dns.waitInSync(changeId, waitOptions(config.waits.dnsMs))
       : "unknown (not changed by this execution)";
+    await announce(
+      ctx.request,
+      "dns",
+      "DNS switched",
+      [`${plan.dns.recordName}: ${previousTarget?.dnsName ?? "?"} -> ${target.dnsName} (${status})`],
+      { switched: true, previous: previousTarget?.dnsName ?? null, target: target.dnsName, status },
+    );
     return {
       outcome: r.changed ? "succeeded" : "unchanged",
       detail: `${plan.dns.recordName} -> ${target.dnsName} (${r.changed ? "changed" : "already there"}, ${status})`,
@@ -562,6 +676,15 @@ export function makeFailoverSteps(deps: FailoverDeps) {
       at: clock.now().toISOString(),
       updateId: r.updateId ?? null,
     });
+    await announce(
+      ctx.request,
+      "scaledBack",
+      "node group scaled back",
+      [
+        `node group ${config.nodegroupName} back to desired ${previous.desired} (min ${previous.min}, max ${previous.max})`,
+      ],
+      { nodegroupTarget: previous },
+    );
     return {
       outcome: r.changed ? "succeeded" : "unchanged",
       detail: r.changed
@@ -572,34 +695,87 @@ export function makeFailoverSteps(deps: FailoverDeps) {
   };
 
   /**
-   * Builds the report from the state and publishes it to every notifier once per execution (the
-   * memo records that it went out; a crash between the publish and the record sends it twice).
+   * Builds the report from the state (failed when the workflow caught an error: ReportFailure),
+   * records it as the execution's audit record, and publishes it to every notifier once per
+   * execution and outcome (the memo records that it went out; a crash between the publish and the
+   * record sends it twice). A failed run's report leaves the success report of its re-run to send.
    */
   const report: StepBody = async (ctx) => {
     const exec = ctx.request.executionId;
     const preflightOut = rec(ctx.steps.preflight);
     const plan = preflightOut.plan === undefined ? undefined : planOf(ctx);
     const built: FailoverReport = buildReport(ctx.request, ctx.steps, plan, clock.now());
-    let published = await memo.recall(exec, MEMO.reportPublished);
+    const caught = ctx.error === undefined ? undefined : rec(ctx.error);
+    const approvedBy = rec(ctx.approval).approvedBy;
+    const full = {
+      ...built,
+      outcome: caught ? ("failed" as const) : ("succeeded" as const),
+      ...(caught
+        ? { error: { error: String(caught.Error ?? "error"), cause: causeText(caught.Cause) } }
+        : {}),
+      ...(typeof approvedBy === "string" ? { approvedBy } : {}),
+    };
+    const audit = await deps.audit.record(full);
+    const key = MEMO.reportPublished(full.outcome);
+    let published = await memo.recall(exec, key);
     let outcome: StepOutcome = "unchanged";
     if (published === undefined && deps.notifiers.length > 0) {
-      const subject = `${built.drill ? "DR drill" : "Failover"} ${built.restore?.phase ?? "report"}: ${built.backup?.name ?? "no backup"}`;
-      const text = renderReport(built);
-      const ids = await Promise.all(deps.notifiers.map((n) => n.publish(subject, text, built)));
-      published = await memo.remember(exec, MEMO.reportPublished, ids);
+      const kind = full.drill ? "DR drill" : "Failover";
+      const backup = full.backup?.name ?? "no backup";
+      const subject = caught
+        ? `${kind} FAILED: ${backup}`
+        : `${kind} ${full.restore?.phase ?? "report"}: ${backup}`;
+      const text = renderReport(full);
+      const ids = await Promise.all(deps.notifiers.map((n) => n.publish(subject, text, full)));
+      published = await memo.remember(exec, key, ids);
       outcome = "succeeded";
     } else if (deps.notifiers.length === 0) {
       outcome = "succeeded";
     }
     return {
       outcome,
-      detail: `RTO ${built.rtoSeconds ?? "n/a"} s, data-loss window ${built.dataLossSeconds ?? "n/a"} s`,
-      fields: { report: built, published: published ?? [] },
+      detail: `${full.outcome}: RTO ${full.rtoSeconds ?? "n/a"} s, data-loss window ${full.dataLossSeconds ?? "n/a"} s`,
+      fields: { report: full, published: published ?? [], audit },
     };
   };
 
+  /** Preflight, announced: passed (the backup and the data-loss window) or refused (the reasons). */
+  const preflightAnnounced: StepBody = async (ctx) => {
+    const { request } = ctx;
+    try {
+      const r = await preflight(ctx);
+      const plan = parseWith(FailoverPlanSchema, r.fields?.plan, "plan");
+      await announce(
+        request,
+        "preflightPassed",
+        "preflight passed",
+        [
+          `backup ${plan.backup.name} (started ${plan.backup.startTimestamp}); data-loss window ${plan.dataLossSeconds} s`,
+          request.drill
+            ? `drill: restore into ${Object.values(plan.restore.namespaceMapping ?? {}).join(", ") || plan.restore.includedNamespaces.join(", ")}, DNS left alone`
+            : `failover: DNS ${plan.dns.recordName} will switch to ${plan.dns.failover.dnsName}`,
+          `requested by ${request.requestedBy}: ${request.reason}`,
+          "waiting for approval",
+        ],
+        { backup: plan.backup.name, dataLossSeconds: plan.dataLossSeconds },
+      );
+      return r;
+    } catch (err) {
+      if (err instanceof PreflightFailed) {
+        await announce(
+          request,
+          "preflightRefused",
+          "preflight refused",
+          [...err.reasons.map((x) => `- ${x}`), `requested by ${request.requestedBy}: ${request.reason}`],
+          { reasons: err.reasons },
+        );
+      }
+      throw err;
+    }
+  };
+
   return {
-    preflight: handler("preflight", preflight),
+    preflight: handler("preflight", preflightAnnounced),
     scaleNodegroup: handler("scaleNodegroup", scaleNodegroup),
     waitNodegroup: handler("waitNodegroup", waitNodegroup),
     startRestore: handler("startRestore", startRestore),

@@ -362,6 +362,11 @@ export interface FailoverReport {
   restore: { name: string; phase: string; warnings: number; errors: number } | null;
   dns: { switched: boolean; target: string | null; previous: string | null; changeId: string | null };
   nodegroup: { target: Scaling | null; previous: Scaling | null; scaledBack: boolean };
+  /** Set by the report step: how the execution ended (failed: the error the workflow caught). */
+  outcome?: "succeeded" | "failed";
+  error?: { error: string; cause: string };
+  /** Set by the report step from the state's `approval`, when an approver decided. */
+  approvedBy?: string;
 }
 
 const num = (v: unknown) => (typeof v === "number" ? v : null);
@@ -452,6 +457,12 @@ export function renderReport(r: FailoverReport): string {
   const lines = [
     `${r.drill ? "DR DRILL" : "FAILOVER"} ${r.executionId}`,
     `requested by ${r.requestedBy} at ${r.requestedAt}: ${r.reason}`,
+    ...(r.approvedBy ? [`approved by ${r.approvedBy}`] : []),
+    ...(r.outcome === "failed"
+      ? [`outcome: FAILED${r.error ? ` (${r.error.error}: ${r.error.cause})` : ""}`]
+      : r.outcome
+        ? [`outcome: ${r.outcome}`]
+        : []),
     r.backup
       ? `backup: ${r.backup.name} (started ${r.backup.startTimestamp}); data-loss window ${duration(r.dataLossSeconds)}`
       : "backup: none chosen",
@@ -552,6 +563,16 @@ export interface ExecutionMemo {
   /** Stores `value` under (execution, key) unless something is stored there; returns what is stored. */
   remember(executionId: string, key: string, value: unknown): Promise<unknown>;
   recall(executionId: string, key: string): Promise<unknown>;
+}
+
+/**
+ * One audit record per execution: the final report (with its outcome). Write-once, except that a
+ * succeeded record replaces a failed one (a re-run that completed); never the reverse.
+ */
+export interface FailoverAudit {
+  /** Returns "written" when this record was stored, "kept" when the stored one stands. */
+  record(report: FailoverReport & { outcome: "succeeded" | "failed" }): Promise<"written" | "kept">;
+  read(executionId: string): Promise<FailoverReport | undefined>;
 }
 
 /** Where reports go (SNS topic, Slack webhook). */

@@ -180,8 +180,19 @@ describe("the failover workflow through the local runner", () => {
     });
     expect(s.count("UpdateNodegroupConfigCommand")).toBe(1);
     expect(s.count("ChangeResourceRecordSetsCommand")).toBe(1);
+    // a message per stage, then the report; the audit record says who approved
+    const name = req.executionId.split(":").pop();
     const reports = await s.world.reports();
-    expect(reports.map((r) => r.Subject)).toEqual([`Failover Completed: ${BACKUP}`]);
+    expect(reports.map((r) => r.Subject).sort()).toEqual(
+      [
+        `DR failover ${name}: preflight passed`,
+        `DR failover ${name}: recovery started`,
+        `DR failover ${name}: restore Completed`,
+        `DR failover ${name}: DNS switched`,
+        `Failover Completed: ${BACKUP}`,
+      ].sort(),
+    );
+    expect(record.report).toMatchObject({ outcome: "succeeded", approvedBy: "email:approvers-topic" });
     // one callback resumed it
     expect(s.runner.callbacks.calls).toEqual([
       { kind: "succeed", executionId: req.executionId, accepted: true },
@@ -240,8 +251,12 @@ describe("the failover workflow through the local runner", () => {
     expect((await s.world.alias())?.DNSName).toBe(s.world.primaryAlias.DNSName);
     expect(s.world.standIn.counts.restoreCreates).toBe(0);
     expect(s.count("UpdateNodegroupConfigCommand") + s.count("ChangeResourceRecordSetsCommand")).toBe(0);
-    // the failure report went out
-    expect((await s.world.reports()).map((r) => r.Subject)).toEqual([`Failover report: ${BACKUP}`]);
+    // the failure report went out, after the preflight's message
+    const name = req.executionId.split(":").pop();
+    expect((await s.world.reports()).map((r) => r.Subject).sort()).toEqual(
+      [`DR failover ${name}: preflight passed`, `Failover FAILED: ${BACKUP}`].sort(),
+    );
+    expect(record.report).toMatchObject({ outcome: "failed", error: { error: REJECTED } });
   });
 
   it("the approval timeout ends it; a late approval is recorded but resumes nothing", async () => {
@@ -342,6 +357,11 @@ describe("the failover workflow through the local runner", () => {
       expect(s.count("ChangeResourceRecordSetsCommand")).toBe(1);
       expect((await s.world.alias())?.DNSName).toBe(`dualstack.${s.world.failoverLb.dnsName.toLowerCase()}.`);
       expect((await s.world.nodegroup()).desiredSize).toBe(3);
+      // the re-run's success report went out (a failure report does not use it up), and says so
+      const subjects = (await s.world.reports()).map((r) => r.Subject);
+      expect(subjects.filter((x) => x === `Failover Completed: ${BACKUP}`)).toHaveLength(1);
+      if (service === "route53") expect(subjects).toContain(`Failover FAILED: ${BACKUP}`);
+      expect(rerun.record.report).toMatchObject({ outcome: "succeeded" });
       expect(rerun.record.output).toMatchObject({
         steps: {
           preflight: { outcome: "unchanged" },

@@ -1,10 +1,13 @@
 import { spawnSync } from "node:child_process";
 import { Logger } from "@aws-lambda-powertools/logger";
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DescribeClusterCommand, DescribeNodegroupCommand, EKSClient } from "@aws-sdk/client-eks";
 import { Route53Client } from "@aws-sdk/client-route-53";
+import { DynamoDBDocumentClient, GetCommand } from "@aws-sdk/lib-dynamodb";
 import type { FinalizeRequestMiddleware } from "@smithy/types";
 import type { Context } from "aws-lambda";
 import { afterEach, describe, expect, it } from "vitest";
+import { auditKey } from "../../functions/adapters/failover-memo.js";
 import {
   type FailoverClient,
   type FailoverRuntimeOptions,
@@ -12,7 +15,12 @@ import {
   makeFailoverSteps,
   type StepOutput,
 } from "../../functions/app/failover-steps.js";
-import { type FailoverConfig, type FailoverRequest, STEPS } from "../../functions/core/failover.js";
+import {
+  type FailoverConfig,
+  type FailoverRequest,
+  type Notifier,
+  STEPS,
+} from "../../functions/core/failover.js";
 import { createFailoverWorld, registerReadyBackup } from "../../local/failover-world.js";
 import { type K8sStandIn, type K8sStandInOptions, STAND_IN_LABEL } from "../../local/k8s-standin.js";
 import { freePort } from "../../local/moto.js";
@@ -92,8 +100,25 @@ async function world(o: { standIn?: Partial<K8sStandInOptions>; backups?: "ready
   };
 }
 
+/** The audit item of an execution (FAILOVER#<execution> / AUDIT), as stored. */
+async function auditItem(config: FailoverConfig, executionId: string) {
+  const db = DynamoDBDocumentClient.from(
+    new DynamoDBClient({ endpoint: moto().endpoint, credentials: LOCAL_CREDENTIALS, region: FAILOVER }),
+  );
+  const out = await db.send(new GetCommand({ TableName: config.ledgerTable, Key: auditKey(executionId) }));
+  return out.Item;
+}
+
+/** The subjects published to the reports topic since the last look, sorted. */
+const subjects = async (w: { reports(): Promise<Array<{ Subject?: string }>> }) =>
+  (await w.reports()).map((r) => r.Subject).sort();
+
 /** The steps wired to the emulator; every call the steps' clients make is recorded after signing. */
-function stepsFor(config: FailoverConfig, clientConfig?: FailoverRuntimeOptions["clientConfig"]) {
+function stepsFor(
+  config: FailoverConfig,
+  clientConfig?: FailoverRuntimeOptions["clientConfig"],
+  notifiers?: Notifier[],
+) {
   const calls: Call[] = [];
   const record = (client: FailoverClient, service: string) => {
     const recorder =
@@ -120,6 +145,7 @@ function stepsFor(config: FailoverConfig, clientConfig?: FailoverRuntimeOptions[
     clientConfig: clientConfig ?? (() => ({ endpoint: moto().endpoint, credentials: LOCAL_CREDENTIALS })),
     onClient: record,
     logger: new Logger({ serviceName: "failover-test", logLevel: "SILENT" }),
+    ...(notifiers ? { notifiers } : {}),
   });
   const steps = makeFailoverSteps(rt);
   const count = (command: string) => calls.filter((c) => c.command === command).length;
@@ -127,7 +153,7 @@ function stepsFor(config: FailoverConfig, clientConfig?: FailoverRuntimeOptions[
 }
 
 type Steps = ReturnType<typeof makeFailoverSteps>;
-type State = { request: FailoverRequest; steps: Record<string, StepOutput> };
+type State = { request: FailoverRequest; steps: Record<string, StepOutput>; error?: unknown };
 
 /** Runs the steps in order (or the first `upTo`), each taking the state and adding its output. */
 async function run(
@@ -218,9 +244,42 @@ describe("failover steps against the emulator and the Kubernetes API stand-in", 
       restore: { phase: "Completed" },
       dns: { switched: true },
     });
+    // one message per stage, then the report
     const published = await w.reports();
-    expect(published).toHaveLength(1);
-    expect(published[0]?.Message).toMatch(/^FAILOVER arn:aws:states:/);
+    expect(published.map((m) => m.Subject).sort()).toEqual(
+      [
+        "DR failover failover-1: preflight passed",
+        "DR failover failover-1: recovery started",
+        "DR failover failover-1: restore Completed",
+        "DR failover failover-1: DNS switched",
+        `Failover Completed: ${w.backupName}`,
+      ].sort(),
+    );
+    const reportMessage = published.find((m) => m.Subject?.startsWith("Failover Completed"));
+    expect(reportMessage?.Message).toMatch(/^FAILOVER arn:aws:states:/);
+    expect(reportMessage?.Message).toMatch(/outcome: succeeded/);
+    expect(published.find((m) => m.Subject?.endsWith("preflight passed"))?.Message).toMatch(
+      new RegExp(`backup ${w.backupName} \\(started [^)]+\\); data-loss window \\d+ s`),
+    );
+    expect(published.find((m) => m.Subject?.endsWith("DNS switched"))?.Message).toContain(
+      `${PRIMARY_ALIAS.DNSName} -> dualstack.${w.failoverLb.dnsName.toLowerCase()}.`,
+    );
+    // the audit record: the final report, succeeded
+    const audit = await auditItem(w.config, req.executionId);
+    expect(audit).toMatchObject({
+      executionId: req.executionId,
+      outcome: "succeeded",
+      drill: false,
+      backup: w.backupName,
+      approvedBy: null,
+    });
+    expect(audit?.dataLossSeconds).toBeGreaterThanOrEqual(600);
+    expect(typeof audit?.rtoSeconds).toBe("number");
+    expect(JSON.parse(String(audit?.report))).toMatchObject({
+      outcome: "succeeded",
+      steps: expect.arrayContaining([expect.objectContaining({ step: "waitRestore", outcome: "succeeded" })]),
+    });
+    expect(first.steps.report).toMatchObject({ audit: "written" });
 
     // act again: every step re-run after it succeeded (the same state, then a fresh one)
     const again = await run(steps, req, STEPS.length, first);
@@ -237,11 +296,11 @@ describe("failover steps against the emulator and the Kubernetes API stand-in", 
         changeId: first.steps.switchDns?.changeId,
         previousTarget: { dnsName: PRIMARY_ALIAS.DNSName },
       });
-      expect(s.steps.report?.outcome).toBe("unchanged");
+      expect(s.steps.report).toMatchObject({ outcome: "unchanged", audit: "kept" });
     }
     expect(count("UpdateNodegroupConfigCommand")).toBe(1);
     expect(count("ChangeResourceRecordSetsCommand")).toBe(1);
-    expect(count("PublishCommand")).toBe(1);
+    expect(count("PublishCommand")).toBe(5);
     expect(w.standIn.counts).toMatchObject({ restoreCreates: 1, restoreConflicts: 0, unauthorized: 0 });
     expect(w.standIn.list()).toHaveLength(1);
     expect(await w.reports()).toHaveLength(0);
@@ -305,6 +364,17 @@ describe("failover steps against the emulator and the Kubernetes API stand-in", 
       dns: { switched: false, previous: PRIMARY_ALIAS.DNSName },
       nodegroup: { scaledBack: true, previous: STANDBY_SIZE },
     });
+    expect(await subjects(w)).toEqual(
+      [
+        "DR drill drill-1: preflight passed",
+        "DR drill drill-1: recovery started",
+        "DR drill drill-1: restore Completed",
+        "DR drill drill-1: DNS switch skipped (drill)",
+        "DR drill drill-1: node group scaled back",
+        `DR drill Completed: ${w.backupName}`,
+      ].sort(),
+    );
+    expect(await auditItem(w.config, req.executionId)).toMatchObject({ outcome: "succeeded", drill: true });
 
     // act again: the drill re-run after it finished
     const again = await run(steps, req);
@@ -316,6 +386,116 @@ describe("failover steps against the emulator and the Kubernetes API stand-in", 
     expect(count("UpdateNodegroupConfigCommand")).toBe(2);
     expect(w.standIn.counts.restoreCreates).toBe(1);
     expect((await w.nodegroup())?.scalingConfig?.desiredSize).toBe(0);
+    // no message twice
+    expect(await subjects(w)).toEqual([]);
+    expect(count("PublishCommand")).toBe(6);
+  });
+
+  it("a failed run's report and audit record give way to the re-run that completes; never the reverse", async () => {
+    // arrange: the workflow got through the restore's start, then failed (ReportFailure's input)
+    const w = await world();
+    const { steps } = stepsFor(w.config);
+    const req = request("failed-then-ok");
+    const failed = await run(steps, req, 4);
+    const caught = {
+      Error: "StepFailed",
+      Cause: JSON.stringify({ errorMessage: "injected: waitRestore lost its way", errorType: "StepFailed" }),
+    };
+
+    // act: the failure report
+    const failure = await steps.report({ ...failed, error: caught }, context);
+
+    // assert: a failed report and audit record, with the error
+    expect(failure).toMatchObject({
+      outcome: "succeeded",
+      audit: "written",
+      report: {
+        outcome: "failed",
+        error: { error: "StepFailed", cause: "injected: waitRestore lost its way" },
+      },
+    });
+    expect(await subjects(w)).toEqual(
+      [
+        "DR failover failed-then-ok: preflight passed",
+        "DR failover failed-then-ok: recovery started",
+        `Failover FAILED: ${w.backupName}`,
+      ].sort(),
+    );
+    expect(await auditItem(w.config, req.executionId)).toMatchObject({ outcome: "failed" });
+
+    // act: the re-run, to the end, approved this time
+    const done = await run(steps, req, STEPS.length - 1);
+    const ok = await steps.report(
+      { ...done, approval: { approvedBy: "bob@example.com", channel: "email", at: req.requestedAt } },
+      context,
+    );
+
+    // assert: the success report went out (the failed one did not use it up), the record says succeeded
+    expect(ok).toMatchObject({ outcome: "succeeded", audit: "written", report: { outcome: "succeeded" } });
+    expect(await subjects(w)).toEqual(
+      [
+        "DR failover failed-then-ok: restore Completed",
+        "DR failover failed-then-ok: DNS switched",
+        `Failover Completed: ${w.backupName}`,
+      ].sort(),
+    );
+    const audit = await auditItem(w.config, req.executionId);
+    expect(audit).toMatchObject({
+      outcome: "succeeded",
+      approvedBy: "bob@example.com",
+      backup: w.backupName,
+    });
+    expect(JSON.parse(String(audit?.report))).not.toHaveProperty("error");
+
+    // act: a late failure report of the same execution, and a re-run of the success report
+    const late = await steps.report({ ...failed, error: caught }, context);
+    const again = await steps.report(done, context);
+
+    // assert: the succeeded record stands, nothing published again
+    expect(late).toMatchObject({ outcome: "unchanged", audit: "kept" });
+    expect(again).toMatchObject({ outcome: "unchanged", audit: "kept" });
+    expect(await auditItem(w.config, req.executionId)).toMatchObject({
+      outcome: "succeeded",
+      approvedBy: "bob@example.com",
+    });
+    expect(await subjects(w)).toEqual([]);
+  });
+
+  it("a stage message that cannot be published fails no step; the report still goes out", async () => {
+    // arrange: a notifier refusing every stage message, and one recording what it gets
+    const w = await world();
+    const got: string[] = [];
+    const refusing: Notifier = {
+      publish: async (subject) => {
+        if (subject.startsWith("DR failover")) throw new Error("injected: SNS is down");
+        return "refusing:ok";
+      },
+    };
+    const recording: Notifier = {
+      publish: async (subject) => {
+        got.push(subject);
+        return "recording:ok";
+      },
+    };
+    const { steps } = stepsFor(w.config, undefined, [refusing, recording]);
+    const req = request("publish-fails");
+
+    // act
+    const done = await run(steps, req);
+    const again = await run(steps, req);
+
+    // assert: every step went through; the other notifier got each message once
+    expect(Object.values(done.steps).map((s) => s.outcome)).not.toContain("failed");
+    expect(done.steps.switchDns?.outcome).toBe("succeeded");
+    expect(done.steps.report).toMatchObject({ outcome: "succeeded", report: { outcome: "succeeded" } });
+    expect(again.steps.report?.outcome).toBe("unchanged");
+    expect(got).toEqual([
+      "DR failover publish-fails: preflight passed",
+      "DR failover publish-fails: recovery started",
+      "DR failover publish-fails: restore Completed",
+      "DR failover publish-fails: DNS switched",
+      `Failover Completed: ${w.backupName}`,
+    ]);
   });
 
   it("completes with every primary-region endpoint refusing connections; no call is signed for the primary region but Route 53's", async () => {
@@ -408,6 +588,11 @@ describe("failover steps against the emulator and the Kubernetes API stand-in", 
     ]);
     expect(count("UpdateNodegroupConfigCommand") + count("ChangeResourceRecordSetsCommand")).toBe(0);
     expect(w.standIn.counts.restoreCreates).toBe(0);
+    // announced once, with the reasons, even when preflight is re-run
+    await steps.preflight({ request: request("refused-1"), steps: {} }, context).catch(() => undefined);
+    const published = await w.reports();
+    expect(published.map((m) => m.Subject)).toEqual(["DR failover refused-1: preflight refused"]);
+    expect(published[0]?.Message).toContain("- no backup is registered");
   });
 
   it("a re-run keeps the plan once its Restore exists, even after the backup was retired; without one it refuses", async () => {

@@ -708,6 +708,7 @@ describe("Failover stack (failover region)", () => {
           resources: ["*"],
           condition: { StringEquals: { "aws:RequestedRegion": FAILOVER } },
         },
+        ...publish(), // the stage messages
       });
       expect(grants("scaleNodegroup")).toEqual({
         FailoverMemo: memo(["dynamodb:GetItem", "dynamodb:PutItem"]),
@@ -715,6 +716,7 @@ describe("Failover stack (failover region)", () => {
           actions: ["eks:DescribeNodegroup", "eks:UpdateNodegroupConfig"],
           resources: [NODEGROUP_ARN],
         },
+        ...publish(),
       });
       expect(grants("waitNodegroup")).toEqual({
         FailoverMemo: memo(["dynamodb:GetItem"]),
@@ -726,7 +728,10 @@ describe("Failover stack (failover region)", () => {
       });
       for (const step of ["startRestore", "waitRestore"] as const) {
         expect(grants(step), step).toEqual({
+          // the stage message's once-only claim
+          FailoverMemo: memo(["dynamodb:GetItem", "dynamodb:PutItem"]),
           StandbyClusterDescribeCluster: { actions: ["eks:DescribeCluster"], resources: [CLUSTER_ARN] },
+          ...publish(),
         });
       }
       expect(grants("switchDns")).toEqual({
@@ -745,6 +750,7 @@ describe("Failover stack (failover region)", () => {
           },
         },
         WaitForRecordChange: { actions: ["route53:GetChange"], resources: ["arn:aws:route53:::change/*"] },
+        ...publish(),
       });
       expect(grants("scaleBack")).toEqual({
         FailoverMemo: memo(["dynamodb:GetItem", "dynamodb:PutItem"]),
@@ -752,7 +758,9 @@ describe("Failover stack (failover region)", () => {
           actions: ["eks:DescribeNodegroup", "eks:UpdateNodegroupConfig"],
           resources: [NODEGROUP_ARN],
         },
+        ...publish(),
       });
+      // the report: its once-only publish and the audit item FAILOVER#<execution> / AUDIT
       expect(grants("report")).toEqual({
         FailoverMemo: memo(["dynamodb:GetItem", "dynamodb:PutItem"]),
         ...publish(),

@@ -13,6 +13,7 @@ import { type BackupState, type Evaluation, phaseRank } from "../core/backup.js"
 import type { SnapshotRecord, SnapshotStatus } from "../core/model.js";
 import type {
   BackupLedger,
+  LeaseHolder,
   Ledger,
   OpenState,
   RecordResult,
@@ -306,7 +307,7 @@ export class DynamoLedger implements Ledger, BackupLedger {
    * lock can never stay taken by a settled record.
    */
   private async leaveCopying(
-    record: SnapshotRecord,
+    record: LeaseHolder,
     update: { expression: string; values: Record<string, unknown> },
   ): Promise<boolean> {
     return this.conditional(
@@ -354,11 +355,9 @@ export class DynamoLedger implements Ledger, BackupLedger {
   }
 
   async complete(
-    sourceSnapshotId: string,
+    record: LeaseHolder,
     copy: { copySnapshotId: string; completedAt: string; incremental?: boolean },
   ): Promise<boolean> {
-    const record = await this.get(sourceSnapshotId);
-    if (record?.status !== "copying") return false;
     return this.leaveCopying(record, {
       expression:
         "SET #status = :completed, copySnapshotId = :copy, completedAt = :at, gsi1pk = :settled" +
@@ -374,9 +373,7 @@ export class DynamoLedger implements Ledger, BackupLedger {
     });
   }
 
-  async release(sourceSnapshotId: string, outcome: ReleaseOutcome): Promise<boolean> {
-    const record = await this.get(sourceSnapshotId);
-    if (record?.status !== "copying") return false;
+  async release(record: LeaseHolder, outcome: ReleaseOutcome): Promise<boolean> {
     const counter =
       outcome.count === "none" ? "" : `, ${outcome.count} = if_not_exists(${outcome.count}, :zero) + :one`;
     const counterValues = outcome.count === "none" ? {} : { ":zero": 0, ":one": 1 };

@@ -281,7 +281,7 @@ export class ReplicationPlane {
         if (e instanceof RetryableError) {
           const throttles = (record.throttles ?? 0) + 1;
           const notBefore = new Date(now.getTime() + backoffMs(throttles, this.random)).toISOString();
-          await ledger.release(record.sourceSnapshotId, {
+          await ledger.release(record, {
             status: "waiting",
             notBefore,
             reason: e.message,
@@ -338,7 +338,7 @@ export class ReplicationPlane {
     }
     if (ev.kind === "snapshot-copied") {
       const completedAt = ev.endTime ?? clock.now().toISOString();
-      const done = await ledger.complete(sourceId, {
+      const done = await ledger.complete(record, {
         copySnapshotId: ev.snapshotId,
         completedAt,
         ...(ev.incremental === undefined ? {} : { incremental: ev.incremental }),
@@ -363,7 +363,7 @@ export class ReplicationPlane {
     if (attempts >= this.config.maxCopyAttempts) {
       const final = `${reason} (attempt ${attempts} of ${this.config.maxCopyAttempts}, giving up)`;
       if (
-        !(await ledger.release(record.sourceSnapshotId, {
+        !(await ledger.release(record, {
           status: "failed",
           reason: final,
           count: "attempts",
@@ -377,7 +377,7 @@ export class ReplicationPlane {
     const notBefore = new Date(clock.now().getTime() + backoffMs(attempts, this.random)).toISOString();
     const again = `${reason} (attempt ${attempts} of ${this.config.maxCopyAttempts}, retrying after ${notBefore})`;
     if (
-      !(await ledger.release(record.sourceSnapshotId, {
+      !(await ledger.release(record, {
         status: "waiting",
         notBefore,
         reason: again,
@@ -511,7 +511,7 @@ export class ReplicationPlane {
 
   private requeue(r: SnapshotRecord, reason: string): Promise<boolean> {
     this.deps.log.warn("copy requeued", { sourceSnapshotId: r.sourceSnapshotId, reason });
-    return this.deps.ledger.release(r.sourceSnapshotId, {
+    return this.deps.ledger.release(r, {
       status: "waiting",
       notBefore: this.deps.clock.now().toISOString(),
       reason,

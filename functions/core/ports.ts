@@ -56,21 +56,27 @@ export interface Ledger {
     copySnapshotId: string,
     kmsKeyId: string | undefined,
   ): Promise<boolean>;
-  /** copying -> completed; frees the slot and the lock. False if it was not copying (duplicate event). */
+  /**
+   * copying -> completed; frees the slot and the lock. False if it was not copying (duplicate event):
+   * the write itself checks, so the caller's copy of the record may be stale.
+   */
   complete(
-    sourceSnapshotId: string,
+    record: LeaseHolder,
     copy: { copySnapshotId: string; completedAt: string; incremental?: boolean },
   ): Promise<boolean>;
   /**
    * copying -> waiting (retry after `notBefore`) or failed; frees the slot and the lock.
    * `count` names the counter the outcome increments (copy failures or throttles).
    */
-  release(sourceSnapshotId: string, outcome: ReleaseOutcome): Promise<boolean>;
+  release(record: LeaseHolder, outcome: ReleaseOutcome): Promise<boolean>;
   /** waiting -> superseded, only while its backup has not started copying. */
   supersede(sourceSnapshotId: string, backup: string, by: string): Promise<boolean>;
   /** Flags a copying record (idempotent): pending too long, or missed its time-based deadline. */
   flag(sourceSnapshotId: string, flag: "stuck" | "missedDeadline"): Promise<void>;
 }
+
+/** What leaving `copying` needs to know of a record (fields that never change). */
+export type LeaseHolder = Pick<SnapshotRecord, "sourceSnapshotId" | "volumeId" | "backup">;
 
 export type ReleaseOutcome =
   | { status: "waiting"; notBefore: string; reason: string; count: "attempts" | "throttles" | "none" }

@@ -27,6 +27,7 @@ import type { TaskCallback } from "../functions/core/approval.js";
 import { loadApprovalConfig, loadRequestApprovalConfig } from "../functions/core/approval-config.js";
 import { errorMessage } from "../functions/core/errors.js";
 import {
+  APPROVER_ATTRIBUTE,
   type FailoverConfig,
   type FailoverReport,
   type FailoverRequest,
@@ -91,8 +92,18 @@ export interface LocalFailoverOptions {
   endpoint: string;
   /** The failover steps' settings (what their Lambda functions read from FAILOVER_*). */
   failover: FailoverConfig;
-  /** The approval side; what is absent is created on the emulator (a generated key, a topic). */
-  approval?: { secretArn?: string; topicArn?: string; ttlMinutes?: number; twoPersonRule?: boolean };
+  /**
+   * The approval side; what is absent is created on the emulator (a generated key, a topic).
+   * `approverEmails`: the request step's APPROVER_EMAILS (one message per approver, links naming
+   * them); absent: one message to the whole topic.
+   */
+  approval?: {
+    secretArn?: string;
+    topicArn?: string;
+    ttlMinutes?: number;
+    twoPersonRule?: boolean;
+    approverEmails?: string[];
+  };
   machine?: Partial<MachineOptions>;
   clock?: Clock;
   /** Client settings per service and region (default: the emulator, local credentials). */
@@ -212,6 +223,8 @@ export interface CapturedMessage {
   topicArn: string;
   subject: string;
   message: string;
+  /** The SNS message attribute `approver`: whom the message is for (an address, or `all`). */
+  approver?: string;
   messageId: string;
   at: string;
 }
@@ -227,11 +240,18 @@ export class Mailbox {
       (next, context) => async (args) => {
         const out = await next(args);
         if ((context as { commandName?: string }).commandName === PublishCommand.name) {
-          const input = args.input as { TopicArn?: string; Subject?: string; Message?: string };
+          const input = args.input as {
+            TopicArn?: string;
+            Subject?: string;
+            Message?: string;
+            MessageAttributes?: Record<string, { StringValue?: string }>;
+          };
+          const approver = input.MessageAttributes?.[APPROVER_ATTRIBUTE]?.StringValue;
           this.messages.push({
             topicArn: input.TopicArn ?? "",
             subject: input.Subject ?? "",
             message: input.Message ?? "",
+            ...(approver !== undefined ? { approver } : {}),
             messageId: (out.output as { MessageId?: string }).MessageId ?? "",
             at: new Date().toISOString(),
           });
@@ -265,10 +285,26 @@ export class Mailbox {
     }
   }
 
-  /** The approval request emailed for `executionId` (the next one after `after` messages). */
-  approvalRequest(executionId: string, timeoutMs?: number, after = 0): Promise<CapturedMessage> {
+  /**
+   * The approval request emailed for `executionId` (the next one after `after` messages): the one
+   * addressed to `approver` (its SNS attribute), or else the first one sent, which with per-approver
+   * messages (APPROVER_EMAILS) is the first approver's.
+   */
+  approvalRequest(
+    executionId: string,
+    timeoutMs?: number,
+    after = 0,
+    approver?: string,
+  ): Promise<CapturedMessage> {
     const q = `execution=${encodeURIComponent(executionId)}&`;
-    return this.waitFor((m) => m.message.includes("/approval?") && m.message.includes(q), timeoutMs, after);
+    return this.waitFor(
+      (m) =>
+        m.message.includes("/approval?") &&
+        m.message.includes(q) &&
+        (approver === undefined || m.approver === approver),
+      timeoutMs,
+      after,
+    );
   }
 }
 
@@ -422,23 +458,50 @@ export async function followApprovalLink(
 /**
  * Runs one execution the way people do: starts it, waits for its approval email, has the local
  * approver follow the `decide` link over HTTP (or nobody, with "none"), and waits for the end. When
- * the execution ends before any email (preflight refused), there is nothing to follow.
+ * the execution ends before any email (preflight refused), there is nothing to follow. The approver
+ * reads the first approval message (with per-approver messages, the first approver's); with
+ * `approvers`, each named approver in turn follows the link of the message addressed to them
+ * (`followed` is the last one's, `followedBy` every one's).
  */
 export async function runWithApprover(
   runner: LocalFailoverRunner,
   request: FailoverRequest,
   decide: "approve" | "reject" | "none",
-  o: { emailTimeoutMs?: number } = {},
-): Promise<{ record: LocalExecutionRecord; email?: CapturedMessage; followed?: FollowedLink }> {
+  o: { emailTimeoutMs?: number; approvers?: string[] } = {},
+): Promise<{
+  record: LocalExecutionRecord;
+  email?: CapturedMessage;
+  followed?: FollowedLink;
+  followedBy?: Array<{ approver: string; email: CapturedMessage; followed: FollowedLink }>;
+}> {
   const after = runner.mailbox.messages.length;
+  const timeoutMs = o.emailTimeoutMs ?? 30_000;
   const execution = runner.start(request);
-  const mail = runner.mailbox.approvalRequest(request.executionId, o.emailTimeoutMs ?? 30_000, after);
+  const [first] = o.approvers ?? [];
+  const mail = runner.mailbox.approvalRequest(request.executionId, timeoutMs, after, first);
   mail.catch(() => {});
   const email = await Promise.race([execution.done.then(() => undefined), mail]);
   let followed: FollowedLink | undefined;
-  if (email && decide !== "none") followed = await followApprovalLink(approvalLinkIn(email.message, decide));
+  let followedBy: Array<{ approver: string; email: CapturedMessage; followed: FollowedLink }> | undefined;
+  if (email && decide !== "none") {
+    if (o.approvers?.length) {
+      followedBy = [];
+      for (const approver of o.approvers) {
+        const own = await runner.mailbox.approvalRequest(request.executionId, timeoutMs, after, approver);
+        followed = await followApprovalLink(approvalLinkIn(own.message, decide));
+        followedBy.push({ approver, email: own, followed });
+      }
+    } else {
+      followed = await followApprovalLink(approvalLinkIn(email.message, decide));
+    }
+  }
   const record = await execution.done;
-  return { record, ...(email ? { email } : {}), ...(followed ? { followed } : {}) };
+  return {
+    record,
+    ...(email ? { email } : {}),
+    ...(followed ? { followed } : {}),
+    ...(followedBy ? { followedBy } : {}),
+  };
 }
 
 // --- Executions ------------------------------------------------------------------------------
@@ -600,6 +663,9 @@ export class LocalFailoverRunner {
         ...approvalEnv,
         APPROVAL_BASE_URL: functionUrl.url,
         FAILOVER_TOPIC_ARN: approversTopicArn,
+        ...(o.approval?.approverEmails?.length
+          ? { APPROVER_EMAILS: o.approval.approverEmails.join(",") }
+          : {}),
       }),
       { clientConfig: (s) => settings(s), onClient, callback: callbacks, clock, logger },
     );

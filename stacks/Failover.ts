@@ -14,7 +14,7 @@ import * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Function as SstFunction, type StackContext, use } from "sst/constructs";
 import { APPROVAL_ENV } from "../functions/core/approval-config.js";
 import { ConfigError } from "../functions/core/errors.js";
-import { FAILOVER_ENV } from "../functions/core/failover.js";
+import { ALL_APPROVERS, APPROVER_ATTRIBUTE, FAILOVER_ENV } from "../functions/core/failover.js";
 import {
   DEFAULT_MACHINE_OPTIONS,
   type FailoverTask,
@@ -108,8 +108,17 @@ export function Failover({ stack }: StackContext) {
     masterKey: approversKey,
     enforceSSL: true,
   });
+  // Each approver gets the approval request addressed to them (message attribute `approver` = their
+  // address, with links naming them) and everything sent to all (`approver` = `all`: the request
+  // when no approver is named, the stage messages, the report); functions/adapters/notifier.ts.
   for (const email of failover.approverEmails) {
-    approvers.addSubscription(new subscriptions.EmailSubscription(email));
+    approvers.addSubscription(
+      new subscriptions.EmailSubscription(email, {
+        filterPolicy: {
+          [APPROVER_ATTRIBUTE]: sns.SubscriptionFilter.stringFilter({ allowlist: [email, ALL_APPROVERS] }),
+        },
+      }),
+    );
   }
 
   // --- Functions ------------------------------------------------------------------------------

@@ -146,10 +146,16 @@ export const APPROVAL_SETTINGS = {
   slackWebhookSecretArn: "DR_SLACK_WEBHOOK_SECRET_ARN",
   ttlMinutes: "DR_APPROVAL_TTL_MINUTES",
   twoPersonRule: "DR_TWO_PERSON_RULE",
+  /**
+   * Comma-separated email addresses subscribed to the approvers' topic (each confirms by email),
+   * each with a filter policy for its own approval message; the request step gets them as
+   * APPROVER_EMAILS and sends each approver links of their own.
+   */
+  approverEmails: "DR_APPROVER_EMAILS",
 } as const satisfies Partial<Record<keyof typeof APPROVAL_ENV, string>>;
 
 /** Comma-separated email addresses subscribed to the approvers' topic (each confirms by email). */
-export const APPROVER_EMAILS_SETTING = "DR_APPROVER_EMAILS";
+export const APPROVER_EMAILS_SETTING = APPROVAL_SETTINGS.approverEmails;
 /**
  * Minutes the workflow waits for a decision (the approval task's timeout): at most the links' TTL,
  * after which no decision can resume it; default: the TTL.
@@ -204,7 +210,6 @@ export function failoverSettingsFromEnv(
     const stray = [
       ...Object.values(FAILOVER_SETTINGS),
       ...Object.values(APPROVAL_SETTINGS),
-      APPROVER_EMAILS_SETTING,
       APPROVAL_TIMEOUT_SETTING,
     ].filter((name) => given(name) !== undefined);
     if (stray.length > 0) {
@@ -255,6 +260,7 @@ export function failoverSettingsFromEnv(
   }
   const endpointInput = { ...approvalInput };
   delete endpointInput[APPROVAL_ENV.slackWebhookSecretArn];
+  delete endpointInput[APPROVAL_ENV.approverEmails];
   const approvalConfig = validated(() => loadApprovalConfig(endpointInput), FAILOVER_RENAMES);
   const { ledgerTable: _t, approvalSecretArn: _s, ...approval } = approvalConfig;
   const approvalEnv = approvalConfigToEnv(approvalConfig);

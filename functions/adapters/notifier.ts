@@ -1,19 +1,26 @@
 import { PublishCommand, type SNSClient } from "@aws-sdk/client-sns";
 import { classifyAwsError, RetryableError, TerminalError } from "../core/errors.js";
-import type { Notifier } from "../core/failover.js";
+import { ALL_APPROVERS, APPROVER_ATTRIBUTE, type Notifier } from "../core/failover.js";
 
-/** Reports to an SNS topic of the failover region (email subscribers get the text). */
+/**
+ * Reports to an SNS topic of the failover region (email subscribers get the text). Every message
+ * carries the String attribute `approver`: the one approver it is for, or `all` (stage messages,
+ * reports, the single approval request), which every approver's filter policy accepts.
+ */
 export class SnsNotifier implements Notifier {
   constructor(
     private readonly sns: SNSClient,
     private readonly topicArn: string,
   ) {}
 
-  async publish(subject: string, text: string, json: unknown): Promise<string> {
+  async publish(subject: string, text: string, json: unknown, to?: { approver?: string }): Promise<string> {
     const out = await this.sns
       .send(
         new PublishCommand({
           TopicArn: this.topicArn,
+          MessageAttributes: {
+            [APPROVER_ATTRIBUTE]: { DataType: "String", StringValue: to?.approver ?? ALL_APPROVERS },
+          },
           // SNS subjects: at most 100 printable ASCII characters, no line breaks.
           Subject: subject.replace(/[^\x20-\x7e]/g, " ").slice(0, 100),
           Message: `${text}\n---\n${JSON.stringify(json, null, 2)}`,

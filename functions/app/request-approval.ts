@@ -64,7 +64,12 @@ import { systemClock } from "./runtime.js";
  * 3. otherwise mint one approve and one reject token per channel (email; Slack when its webhook is
  *    configured), each signed with the approval key (the first key of the approval secret), bound
  *    to the execution, the action and the channel, expiring with the TTL; publish the email to the
- *    approvers' topic (SNS) and, if configured, post the Slack message with the buttons.
+ *    approvers' topic (SNS) and, if configured, post the Slack message with the buttons. With
+ *    APPROVER_EMAILS, the email is one message per approver, in the listed order: its links' tokens
+ *    carry the `approver` claim (recorded as `email:<address>`, so they count for the two-person
+ *    rule) and it has the SNS message attribute `approver` = the address, which only that
+ *    approver's subscription accepts (filter policy `{"approver": ["<address>", "all"]}`, see
+ *    stacks/Failover.ts). Without it, one message to the whole topic (attribute `all`).
  *
  * Idempotent per execution: a retry (a failed publish, a Lambda retry, a new attempt of the state)
  * stores the new task token in place of the old one and sends the request again with fresh links;
@@ -253,35 +258,53 @@ export function makeRequestApproval(deps: RequestApprovalDeps) {
       if (err instanceof ConfigError) throw err;
       throw classifyAwsError(err, "reading the approval secrets");
     });
-    const mint = (action: "approve" | "reject", channel: "email" | "slack") =>
-      issueApproval({ executionId, action, channel }, keys, {
+    const mint = (action: "approve" | "reject", channel: "email" | "slack", approver?: string) =>
+      issueApproval({ executionId, action, channel, ...(approver ? { approver } : {}) }, keys, {
         now,
         ttlMinutes: config.ttlMinutes,
         ...(deps.random ? { random: deps.random } : {}),
       });
-    const link = (action: "approve" | "reject") => {
-      const { token, claims } = mint(action, "email");
+    const link = (action: "approve" | "reject", approver?: string) => {
+      const { token, claims } = mint(action, "email", approver);
       return approvalLink(config.baseUrl, token, claims);
     };
-    const message = renderApprovalRequest({
-      request,
-      plan,
-      expiresAt,
-      links: { approve: link("approve"), reject: link("reject") },
-      ...(slackWebhookUrl
-        ? { slackTokens: { approve: mint("approve", "slack").token, reject: mint("reject", "slack").token } }
-        : {}),
-    });
-    const sent = [await deps.email.publish(message.subject, message.text, message.facts)];
+    const slackTokens = slackWebhookUrl
+      ? { approve: mint("approve", "slack").token, reject: mint("reject", "slack").token }
+      : undefined;
+    const render = (approver?: string) =>
+      renderApprovalRequest({
+        request,
+        plan,
+        expiresAt,
+        links: { approve: link("approve", approver), reject: link("reject", approver) },
+        ...(slackTokens ? { slackTokens } : {}),
+        ...(approver ? { approver } : {}),
+      });
+    // One message per approver (attribute `approver` = the address: only their subscription gets
+    // it), each with links naming them; without named approvers, one to the whole topic.
+    const recipients: Array<string | undefined> = config.approverEmails?.length
+      ? config.approverEmails
+      : [undefined];
+    const sent: string[] = [];
+    let slackPayload: object | undefined;
+    for (const approver of recipients) {
+      const message = render(approver);
+      slackPayload ??= message.slack;
+      sent.push(
+        approver
+          ? await deps.email.publish(message.subject, message.text, message.facts, { approver })
+          : await deps.email.publish(message.subject, message.text, message.facts),
+      );
+    }
     const out: RequestApprovalResult = {
       executionId,
       outcome: "sent",
       expiresAt: expiresAt.toISOString(),
       sent,
     };
-    if (slackWebhookUrl && message.slack) {
+    if (slackWebhookUrl && slackPayload) {
       try {
-        sent.push(await deps.slack.post(slackWebhookUrl, message.slack));
+        sent.push(await deps.slack.post(slackWebhookUrl, slackPayload));
       } catch (err) {
         out.slackError = errorMessage(err);
         logger.error("the Slack approval message was not sent (the email was)", { error: out.slackError });
@@ -289,6 +312,7 @@ export function makeRequestApproval(deps: RequestApprovalDeps) {
     }
     logger.info("approval requested", {
       channels: slackWebhookUrl ? ["email", "slack"] : ["email"],
+      emails: config.approverEmails?.length ?? "topic",
       expiresAt: out.expiresAt,
       backup: plan.backup.name,
     });

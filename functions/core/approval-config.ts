@@ -5,7 +5,7 @@
  * errors that name the secret but never show its content.
  */
 import * as z from "zod/mini";
-import { DEFAULT_APPROVAL_TTL_MINUTES, MIN_KEY_BYTES, SLACK_USER_ID } from "./approval.js";
+import { APPROVER_EMAIL, DEFAULT_APPROVAL_TTL_MINUTES, MIN_KEY_BYTES, SLACK_USER_ID } from "./approval.js";
 import { ENV, REGION_PATTERN } from "./config.js";
 import { ConfigError } from "./errors.js";
 
@@ -38,6 +38,13 @@ export const APPROVAL_ENV = {
    * the approval endpoint has SLACK_SECRET_ARN and SLACK_APPROVERS, or the buttons answer 404.
    */
   slackWebhookSecretArn: "SLACK_WEBHOOK_SECRET_ARN",
+  /**
+   * Comma-separated email addresses of the approvers (request step), each subscribed to the
+   * approvers' topic with the filter policy `{"approver": ["<address>", "all"]}`: each gets a message
+   * of their own, with links naming them (`email:<address>`, usable for the two-person rule). Unset:
+   * one message to the whole topic, whose links do not say who clicked.
+   */
+  approverEmails: "APPROVER_EMAILS",
 } as const;
 
 export interface ApprovalConfig {
@@ -170,6 +177,29 @@ export interface RequestApprovalConfig {
   approversTopicArn: string;
   /** Slack's incoming webhook (its URL is a secret); absent: no Slack message. */
   slackWebhookSecretArn?: string;
+  /**
+   * The approvers, by email: one message each (SNS message attribute `approver` = the address) with
+   * links naming them. Absent: one message to the whole topic.
+   */
+  approverEmails?: string[];
+}
+
+/** Parses a comma-separated list of approver email addresses (duplicates dropped, order kept). */
+function approverEmailsOf(env: Env): string[] {
+  const emails = [
+    ...new Set(
+      (value(env, APPROVAL_ENV.approverEmails) ?? "")
+        .split(",")
+        .map((e) => e.trim())
+        .filter(Boolean),
+    ),
+  ];
+  for (const e of emails) {
+    if (!APPROVER_EMAIL.test(e)) {
+      throw new ConfigError(`${APPROVAL_ENV.approverEmails} must list email addresses, got "${e}"`);
+    }
+  }
+  return emails;
 }
 
 const TOPIC_ARN = /^arn:aws[a-z-]*:sns:([a-z0-9-]+):\d{12}:[A-Za-z0-9_-]{1,256}$/;
@@ -211,6 +241,8 @@ export function loadRequestApprovalConfig(env: Env): RequestApprovalConfig {
   if (value(env, APPROVAL_ENV.slackWebhookSecretArn) !== undefined) {
     config.slackWebhookSecretArn = secretArn(env, APPROVAL_ENV.slackWebhookSecretArn, region);
   }
+  const approverEmails = approverEmailsOf(env);
+  if (approverEmails.length > 0) config.approverEmails = approverEmails;
   return config;
 }
 
@@ -225,6 +257,7 @@ export function requestApprovalConfigToEnv(c: RequestApprovalConfig): Record<str
     [APPROVAL_ENV.approversTopicArn]: c.approversTopicArn,
   };
   if (c.slackWebhookSecretArn) env[APPROVAL_ENV.slackWebhookSecretArn] = c.slackWebhookSecretArn;
+  if (c.approverEmails?.length) env[APPROVAL_ENV.approverEmails] = c.approverEmails.join(",");
   return env;
 }
 

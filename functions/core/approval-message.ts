@@ -17,6 +17,8 @@ export interface ApprovalRequestInput {
   links: { approve: string; reject: string };
   /** The Slack buttons' values (slack-channel tokens); absent: no Slack message. */
   slackTokens?: { approve: string; reject: string };
+  /** The one approver (email address) this copy and its links are for; absent: the whole topic. */
+  approver?: string;
 }
 
 export interface ApprovalRequestMessage {
@@ -89,6 +91,9 @@ export function renderApprovalRequest(i: ApprovalRequestInput): ApprovalRequestM
     "",
     `Approve: ${i.links.approve}`,
     `Reject:  ${i.links.reject}`,
+    ...(i.approver
+      ? [`These links are yours (${i.approver}): they record you as the approver. Do not forward them.`]
+      : []),
     "",
     `The links expire at ${i.expiresAt.toISOString()}. Opening one shows a confirmation page; nothing`,
     "happens until you press its button. The first decision for this execution wins, whichever",
@@ -109,6 +114,7 @@ export function renderApprovalRequest(i: ApprovalRequestInput): ApprovalRequestM
     backupStartedAt: b.startTimestamp,
     dataLossSeconds: plan.dataLossSeconds,
     expiresAt: i.expiresAt.toISOString(),
+    ...(i.approver ? { approver: i.approver } : {}),
   };
   const out: ApprovalRequestMessage = { subject, text, facts };
   if (i.slackTokens) {

@@ -575,9 +575,21 @@ export interface FailoverAudit {
   read(executionId: string): Promise<FailoverReport | undefined>;
 }
 
+/**
+ * The SNS message attribute that routes a message on the approvers' topic: each approver's email
+ * subscription has the filter policy `{"approver": ["<address>", "all"]}`, so a message with
+ * `approver` = an address reaches that approver only, and one with {@link ALL_APPROVERS} reaches all.
+ */
+export const APPROVER_ATTRIBUTE = "approver";
+export const ALL_APPROVERS = "all";
+
 /** Where reports go (SNS topic, Slack webhook). */
 export interface Notifier {
-  publish(subject: string, text: string, json: unknown): Promise<string>;
+  /**
+   * `to.approver`: the one approver (an email address) an SNS message is for; absent: everyone on
+   * the topic ({@link ALL_APPROVERS}). Channels that are not the approvers' topic ignore it.
+   */
+  publish(subject: string, text: string, json: unknown, to?: { approver?: string }): Promise<string>;
 }
 
 // --- Configuration --------------------------------------------------------------------------------

@@ -56,7 +56,11 @@ afterEach(async () => {
  * clients is recorded after signing (service, command, signing region, host); `fault` may fail one.
  */
 async function setup(
-  o: { machine?: LocalFailoverOptions["machine"]; clientConfig?: LocalFailoverOptions["clientConfig"] } = {},
+  o: {
+    machine?: LocalFailoverOptions["machine"];
+    clientConfig?: LocalFailoverOptions["clientConfig"];
+    approval?: LocalFailoverOptions["approval"];
+  } = {},
 ) {
   const world: FailoverWorld = await createFailoverWorld({
     endpoint: moto().endpoint,
@@ -74,6 +78,7 @@ async function setup(
     logLevel: "SILENT",
     ...(o.machine ? { machine: o.machine } : {}),
     ...(o.clientConfig ? { clientConfig: o.clientConfig } : {}),
+    ...(o.approval ? { approval: o.approval } : {}),
     onClient: (client, service) => {
       const stack = (client as EKSClient).middlewareStack;
       stack.add(
@@ -204,6 +209,98 @@ describe("the failover workflow through the local runner", () => {
     // assert: refused, nothing resumed twice
     expect(again.page.status).toBe(409);
     expect(s.runner.callbacks.calls).toHaveLength(1);
+  });
+
+  it("per-approver emails: each approver gets a message of their own; approving through one records `email:<address>`", async () => {
+    // arrange
+    const ALICE = "alice@example.com";
+    const BOB = "bob@example.com";
+    const s = await setup({ approval: { approverEmails: [ALICE, BOB] } });
+    const req = s.request();
+
+    // act: the local approver reads the first approver's message and follows its link
+    const { record, email, followed } = await runWithApprover(s.runner, req, "approve");
+
+    // assert: one approval message per approver, addressed by the SNS attribute, in order
+    const requests = s.runner.mailbox.messages.filter((m) => m.message.includes("/approval?"));
+    expect(requests.map((m) => [m.topicArn, m.approver])).toEqual([
+      [s.runner.approversTopicArn, ALICE],
+      [s.runner.approversTopicArn, BOB],
+    ]);
+    expect(email?.approver).toBe(ALICE);
+    expect(email?.message).toContain(`These links are yours (${ALICE})`);
+    expect(followed?.decision).toMatchObject({ status: 200, title: "Failover approved" });
+    expect(record).toMatchObject({
+      status: "SUCCEEDED",
+      approval: { approvedBy: `email:${ALICE}`, channel: "email" },
+      report: { outcome: "succeeded", approvedBy: `email:${ALICE}` },
+    });
+    // every other message (stages, the report) is for all: each approver's filter policy lets it in
+    const others = s.runner.mailbox.messages.filter((m) => !m.message.includes("/approval?"));
+    expect(others.length).toBeGreaterThanOrEqual(5);
+    expect(new Set(others.map((m) => m.approver))).toEqual(new Set(["all"]));
+
+    // act again: bob's own link, after the decision
+    const bob = requests[1]?.message ?? "";
+    const late = await followApprovalLink(approvalLinkIn(bob, "approve"));
+
+    // assert: the first decision won; nothing resumed twice
+    expect(late.page.status).toBe(409);
+    expect(s.runner.callbacks.calls).toHaveLength(1);
+  });
+
+  it("two-person rule: two distinct email approvers, each through their own link, approve it", async () => {
+    // arrange
+    const ALICE = "alice@example.com";
+    const BOB = "bob@example.com";
+    const s = await setup({ approval: { approverEmails: [ALICE, BOB], twoPersonRule: true } });
+    const req = s.request();
+
+    // act: alice, then bob, each following the approve link of the message addressed to them
+    const { record, followedBy } = await runWithApprover(s.runner, req, "approve", {
+      approvers: [ALICE, BOB],
+    });
+
+    // assert: alice's approval alone did not resume it; bob's completed it
+    expect(followedBy?.map((f) => [f.approver, f.email.approver, f.followed.decision?.title])).toEqual([
+      [ALICE, ALICE, "Approval recorded: a second approver is needed"],
+      [BOB, BOB, "Failover approved"],
+    ]);
+    expect(record).toMatchObject({
+      status: "SUCCEEDED",
+      approval: {
+        approvedBy: `email:${ALICE} and email:${BOB}`,
+        channel: "email",
+      },
+    });
+    expect(s.runner.callbacks.calls).toEqual([
+      { kind: "succeed", executionId: req.executionId, accepted: true },
+    ]);
+  });
+
+  it("two-person rule: the same email approver twice does not count as two", async () => {
+    // arrange
+    const ALICE = "alice@example.com";
+    const s = await setup({
+      approval: { approverEmails: [ALICE, "bob@example.com"], twoPersonRule: true },
+      machine: { approvalTimeoutSeconds: 3 },
+    });
+    const req = s.request();
+
+    // act: alice follows her approve link, then the same link again (the same person, the same claim)
+    const { record, followedBy } = await runWithApprover(s.runner, req, "approve", {
+      approvers: [ALICE, ALICE],
+    });
+
+    // assert: the second is refused; nobody else approved, so the approval timed out
+    expect(followedBy?.[0]?.followed.decision?.title).toBe("Approval recorded: a second approver is needed");
+    expect(followedBy?.[1]?.followed.decision).toMatchObject({
+      status: 409,
+      title: "Approval refused",
+      body: expect.stringContaining("already approved by you; a second approver is needed"),
+    });
+    expect(record.status).toBe("FAILED");
+    expect(s.runner.callbacks.calls.filter((c) => c.accepted)).toEqual([]);
   });
 
   it("drills: restores into cbci-drill, leaves DNS on the primary LB, scales the node group back", async () => {

@@ -499,7 +499,7 @@ describe("Failover stack (failover region)", () => {
       }
     });
 
-    it("encrypts the approvers' topic with its own key, over TLS only, and subscribes each approver", () => {
+    it("encrypts the approvers' topic with its own key, over TLS only, and subscribes each approver to their own messages and those to all", () => {
       expect(key().props.EnableKeyRotation).toBe(true);
       expect(topic().props.KmsMasterKeyId).toEqual({ "Fn::GetAtt": [key().id, "Arn"] });
       expect(
@@ -511,6 +511,8 @@ describe("Failover stack (failover region)", () => {
           Protocol: "email",
           Endpoint: e,
           TopicArn: `ref:${topic().id}`,
+          // the approval request addressed to this approver, and what goes to all (stages, report)
+          FilterPolicy: { approver: [e, "all"] },
         })),
       );
       const onTopic = allStatements(t()).filter(
@@ -631,7 +633,11 @@ describe("Failover stack (failover region)", () => {
         APPROVAL_TTL_MINUTES: "45",
         SLACK_WEBHOOK_SECRET_ARN: SLACK_WEBHOOK_SECRET,
         FAILOVER_TOPIC_ARN: `ref:${topic().id}`,
+        // one approval message per approver, each with links naming them
+        APPROVER_EMAILS: "alice@example.com,bob@example.com",
       });
+      // the endpoint needs no list: a per-approver link's signed claim names its approver
+      expect(endpoint.APPROVER_EMAILS).toBeUndefined();
       // each only what it uses: the endpoint no webhook, the request step no signing secret
       expect(endpoint.SLACK_WEBHOOK_SECRET_ARN).toBeUndefined();
       expect(request.SLACK_SECRET_ARN).toBeUndefined();
@@ -644,7 +650,11 @@ describe("Failover stack (failover region)", () => {
         twoPersonRule: true,
         slack: { secretArn: SLACK_SECRET, approvers: ["U0ALICE01", "U0BOB0002"] },
       });
-      expect(requestConfig).toMatchObject({ ttlMinutes: 45, slackWebhookSecretArn: SLACK_WEBHOOK_SECRET });
+      expect(requestConfig).toMatchObject({
+        ttlMinutes: 45,
+        slackWebhookSecretArn: SLACK_WEBHOOK_SECRET,
+        approverEmails: ["alice@example.com", "bob@example.com"],
+      });
     });
 
     it("maps the standby cluster's Kubernetes callers, and only them, to one group by EKS access entries", () => {

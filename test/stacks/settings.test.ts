@@ -228,7 +228,12 @@ describe("failoverSettingsFromEnv", () => {
       APPROVAL_TTL_MINUTES: "60",
       TWO_PERSON_RULE: "false",
     });
-    expect(f?.requestApprovalEnv).toEqual({ FAILOVER_REGION: "us-west-2", APPROVAL_TTL_MINUTES: "60" });
+    expect(f?.requestApprovalEnv).toEqual({
+      FAILOVER_REGION: "us-west-2",
+      APPROVAL_TTL_MINUTES: "60",
+      APPROVER_EMAILS: "ops@example.com",
+    });
+    expect(f?.requestApproval.approverEmails).toEqual(["ops@example.com"]);
     expect(f?.approverEmails).toEqual(["ops@example.com"]);
     expect(f?.approvalTimeoutMinutes).toBe(60); // the links' TTL
     for (const [key, setting] of Object.entries(FAILOVER_SETTINGS)) {

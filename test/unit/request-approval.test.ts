@@ -1,5 +1,7 @@
 import { Logger } from "@aws-lambda-powertools/logger";
+import type { SNSClient } from "@aws-sdk/client-sns";
 import { describe, expect, it } from "vitest";
+import { SnsNotifier } from "../../functions/adapters/notifier.js";
 import {
   makeRequestApproval,
   type RequestApprovalDeps,
@@ -7,9 +9,11 @@ import {
 } from "../../functions/app/request-approval.js";
 import {
   type ApprovalSummary,
+  approverOf,
   type DecisionRecord,
   type TaskCallback,
   type TaskTokens,
+  TOPIC_APPROVER,
   verifyApproval,
 } from "../../functions/core/approval.js";
 import { loadRequestApprovalConfig } from "../../functions/core/approval-config.js";
@@ -90,10 +94,12 @@ class MemoryTasks implements TaskTokens {
   }
 }
 
-function fakes(o: { slack?: boolean; decision?: DecisionRecord; slackFails?: boolean } = {}) {
+function fakes(
+  o: { slack?: boolean; decision?: DecisionRecord; slackFails?: boolean; approvers?: string } = {},
+) {
   const clock = new FakeClock(Date.parse("2026-11-27T12:05:00Z"));
   const tasks = new MemoryTasks();
-  const emails: Array<{ subject: string; text: string; json: unknown }> = [];
+  const emails: Array<{ subject: string; text: string; json: unknown; to?: { approver?: string } }> = [];
   const posts: Array<{ url: string; payload: object }> = [];
   const callbacks: Array<{
     kind: string;
@@ -103,8 +109,8 @@ function fakes(o: { slack?: boolean; decision?: DecisionRecord; slackFails?: boo
     cause?: string;
   }> = [];
   const email: Notifier = {
-    async publish(subject, text, json) {
-      emails.push({ subject, text, json });
+    async publish(subject, text, json, to) {
+      emails.push({ subject, text, json, ...(to ? { to } : {}) });
       return `sns:${emails.length}`;
     },
   };
@@ -124,6 +130,7 @@ function fakes(o: { slack?: boolean; decision?: DecisionRecord; slackFails?: boo
     APPROVAL_BASE_URL: `${BASE}/`,
     FAILOVER_TOPIC_ARN: "arn:aws:sns:us-west-2:123456789012:velero-dr-approvers",
     ...(o.slack ? { SLACK_WEBHOOK_SECRET_ARN: ARN("slack-webhook") } : {}),
+    ...(o.approvers !== undefined ? { APPROVER_EMAILS: o.approvers } : {}),
   });
   const deps: RequestApprovalDeps = {
     config,
@@ -256,6 +263,90 @@ describe("request-approval: the approval request", () => {
       "leaves ci.example.com. on dualstack.primary.us-east-1.elb.amazonaws.com. (no DNS switch)",
     );
     expect(mail?.text).toContain("from 0 to 3 nodes, and back to 0 afterwards");
+  });
+
+  it("with approver emails, sends each approver a message of their own: attribute `approver`, links naming them", async () => {
+    // arrange
+    const f = fakes({ approvers: " alice@example.com,bob@example.com, alice@example.com " });
+
+    // act
+    const out = await f.run(input());
+
+    // assert: two publishes, in the listed order, each addressed (the SNS attribute) to one approver
+    expect(out).toMatchObject({ outcome: "sent", sent: ["sns:1", "sns:2"] });
+    expect(f.emails.map((m) => m.to)).toEqual([
+      { approver: "alice@example.com" },
+      { approver: "bob@example.com" },
+    ]);
+    const now = f.clock.now();
+    const nonces = new Set<string>();
+    for (const mail of f.emails) {
+      const approver = mail.to?.approver ?? "";
+      expect(mail.subject).toBe("Approve FAILOVER? cbci-dr-20261127115000, data loss 15 min");
+      expect(mail.text).toContain(`These links are yours (${approver})`);
+      expect(mail.json).toMatchObject({ executionId: EXEC, approver });
+      const links = linksIn(mail.text);
+      for (const action of ["approve", "reject"] as const) {
+        const token = links[action].searchParams.get("token");
+        const verdict = verifyApproval(token, { channel: "email", executionId: EXEC, action }, [KEY], now);
+        // the token's signed claim names the approver: the endpoint records `email:<address>`
+        expect(verdict).toMatchObject({
+          ok: true,
+          claims: { executionId: EXEC, action, channel: "email", approver },
+        });
+        expect(verdict.ok && approverOf(verdict.claims)).toEqual({
+          approver: `email:${approver}`,
+          named: true,
+        });
+        if (verdict.ok) nonces.add(verdict.claims.nonce);
+      }
+    }
+    expect(nonces.size).toBe(4); // every link its own token
+    // the other approver is named nowhere in a message
+    expect(f.emails[0]?.text).not.toContain("bob@example.com");
+    expect(f.emails[1]?.text).not.toContain("alice@example.com");
+    expect(f.tasks.items.get(EXEC)?.taskToken).toBe(TASK_TOKEN);
+  });
+
+  it("without approver emails, sends the single message to the whole topic, links naming nobody", async () => {
+    const f = fakes();
+
+    const out = await f.run(input());
+
+    expect(out.sent).toEqual(["sns:1"]);
+    expect(f.emails).toHaveLength(1);
+    expect(f.emails[0]?.to).toBeUndefined(); // the notifier sends it to `all`
+    expect(f.emails[0]?.text).not.toContain("These links are yours");
+    const token = linksIn(f.emails[0]?.text ?? "").approve.searchParams.get("token");
+    const verdict = verifyApproval(token, { channel: "email", action: "approve" }, [KEY], f.clock.now());
+    expect(verdict.ok && verdict.claims.approver).toBeUndefined();
+    expect(verdict.ok && approverOf(verdict.claims)).toEqual({ approver: TOPIC_APPROVER, named: false });
+  });
+
+  it("with approver emails and Slack, posts the Slack buttons once", async () => {
+    const f = fakes({ slack: true, approvers: "alice@example.com,bob@example.com" });
+
+    const out = await f.run(input());
+
+    expect(out.sent).toEqual(["sns:1", "sns:2", "slack:ok"]);
+    expect(f.posts).toHaveLength(1);
+  });
+
+  it("a retry re-sends every approver's message with fresh links; the first decision still wins (the store)", async () => {
+    const f = fakes({ approvers: "alice@example.com,bob@example.com" });
+    await f.run(input());
+
+    await f.run(input({ taskToken: "SECOND-ATTEMPT-TOKEN" }));
+
+    expect(f.emails.map((m) => m.to?.approver)).toEqual([
+      "alice@example.com",
+      "bob@example.com",
+      "alice@example.com",
+      "bob@example.com",
+    ]);
+    const tokens = f.emails.map((m) => linksIn(m.text).approve.searchParams.get("token"));
+    expect(new Set(tokens).size).toBe(4);
+    expect(f.tasks.items.get(EXEC)?.taskToken).toBe("SECOND-ATTEMPT-TOKEN");
   });
 
   it("posts the Slack buttons with slack-channel tokens, escaped text, and no webhook URL or key in the payload", async () => {
@@ -400,6 +491,29 @@ describe("request-approval: the approval request", () => {
   });
 });
 
+describe("SnsNotifier: the approvers' topic's routing attribute", () => {
+  it("addresses a message to one approver, or to `all` (stage messages, the report, the single request)", async () => {
+    const inputs: Array<Record<string, unknown>> = [];
+    const sns = {
+      async send(command: { input: Record<string, unknown> }) {
+        inputs.push(command.input);
+        return { MessageId: `m${inputs.length}` };
+      },
+    } as unknown as SNSClient;
+    const notifier = new SnsNotifier(sns, "arn:aws:sns:us-west-2:123456789012:approvers");
+
+    expect(await notifier.publish("Failover step", "text", { a: 1 })).toBe("sns:m1");
+    await notifier.publish("Approve?", "text", {}, { approver: "alice@example.com" });
+    await notifier.publish("Report", "text", {}, {});
+
+    expect(inputs.map((i) => i.MessageAttributes)).toEqual([
+      { approver: { DataType: "String", StringValue: "all" } },
+      { approver: { DataType: "String", StringValue: "alice@example.com" } },
+      { approver: { DataType: "String", StringValue: "all" } },
+    ]);
+  });
+});
+
 describe("request-approval: configuration", () => {
   const env = {
     FAILOVER_REGION: "us-west-2",
@@ -434,6 +548,14 @@ describe("request-approval: configuration", () => {
     ).toThrow(/SLACK_WEBHOOK_SECRET_ARN must be a Secrets Manager secret ARN/);
     expect(loadRequestApprovalConfig({ ...env, APPROVAL_BASE_URL: "http://127.0.0.1:8080" }).baseUrl).toBe(
       "http://127.0.0.1:8080",
+    );
+    expect(
+      loadRequestApprovalConfig({ ...env, APPROVER_EMAILS: "alice@example.com, bob@example.com," })
+        .approverEmails,
+    ).toEqual(["alice@example.com", "bob@example.com"]);
+    expect(loadRequestApprovalConfig({ ...env, APPROVER_EMAILS: " " }).approverEmails).toBeUndefined();
+    expect(() => loadRequestApprovalConfig({ ...env, APPROVER_EMAILS: "alice@example.com,bob" })).toThrow(
+      /APPROVER_EMAILS must list email addresses, got "bob"/,
     );
   });
 });

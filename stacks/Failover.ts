@@ -152,6 +152,10 @@ export function Failover({ stack }: StackContext) {
     ...failover.env,
     [FAILOVER_ENV.ledgerTable]: table.tableName,
     [FAILOVER_ENV.topicArn]: approvers.topicArn,
+    // Stage messages and the report go to Slack too, through the webhook in its secret.
+    ...(failover.requestApproval.slackWebhookSecretArn
+      ? { [FAILOVER_ENV.slackWebhookSecretArn]: failover.requestApproval.slackWebhookSecretArn }
+      : {}),
   };
   const p = failoverPermissions(stack, failover, { table, approvers, approversKey });
   const waitTimeout = (ms: number) => Duration.seconds(ms / 1000 + WAIT_MARGIN.toSeconds());
@@ -418,7 +422,7 @@ export function Failover({ stack }: StackContext) {
  */
 export function failoverPermissions(
   stack: Stack,
-  { config }: FailoverSettings,
+  { config, requestApproval }: FailoverSettings,
   {
     table,
     approvers,
@@ -531,6 +535,15 @@ export function failoverPermissions(
         resources: [approversKey.keyArn],
         conditions: { StringEquals: { "kms:ViaService": `sns.${config.failoverRegion}.amazonaws.com` } },
       }),
+      ...(requestApproval.slackWebhookSecretArn
+        ? [
+            new iam.PolicyStatement({
+              sid: "ReadSlackWebhook",
+              actions: ["secretsmanager:GetSecretValue"],
+              resources: [requestApproval.slackWebhookSecretArn],
+            }),
+          ]
+        : []),
     ],
     secrets: (arns: string[]) =>
       new iam.PolicyStatement({

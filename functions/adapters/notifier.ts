@@ -77,3 +77,28 @@ export interface SlackPoster {
 export const slackWebhookPoster = (post: typeof fetch = fetch): SlackPoster => ({
   post: (url, payload) => postSlackWebhook(url, payload, post),
 });
+
+/**
+ * The Slack notifier whose webhook URL is a secret: read from Secrets Manager at the first message
+ * (so a cold start makes no call and the URL never sits in the environment), then kept.
+ */
+export class SecretSlackNotifier implements Notifier {
+  private url: Promise<string> | undefined;
+
+  constructor(
+    private readonly secrets: { get(secretId: string): Promise<string> },
+    private readonly secretArn: string,
+    private readonly parse: (text: string, secretArn: string) => string,
+    private readonly post: typeof fetch = fetch,
+  ) {}
+
+  async publish(subject: string, text: string): Promise<string> {
+    this.url ??= this.secrets.get(this.secretArn).then((t) => this.parse(t, this.secretArn));
+    try {
+      return await new SlackWebhookNotifier(await this.url, this.post).publish(subject, text);
+    } catch (err) {
+      this.url = undefined; // a failed read is tried again at the next message
+      throw err;
+    }
+  }
+}

@@ -5,6 +5,7 @@ import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { EKSClient } from "@aws-sdk/client-eks";
 import { ElasticLoadBalancingV2Client } from "@aws-sdk/client-elastic-load-balancing-v2";
 import { Route53Client } from "@aws-sdk/client-route-53";
+import { SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { SNSClient } from "@aws-sdk/client-sns";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import middy from "@middy/core";
@@ -14,8 +15,10 @@ import { EksStandbyCluster } from "../adapters/eks.js";
 import { Elbv2LoadBalancerLookup } from "../adapters/elbv2.js";
 import { DynamoExecutionMemo, DynamoFailoverAudit } from "../adapters/failover-memo.js";
 import { type Credentials, eksToken, KubeClient, KubeVeleroRestores } from "../adapters/k8s.js";
-import { SlackWebhookNotifier, SnsNotifier } from "../adapters/notifier.js";
+import { SecretSlackNotifier, SlackWebhookNotifier, SnsNotifier } from "../adapters/notifier.js";
 import { Route53DnsSwitch } from "../adapters/route53.js";
+import { SecretsManagerSecrets } from "../adapters/secrets.js";
+import { parseSlackWebhookSecret } from "../core/approval-config.js";
 import { errorMessage } from "../core/errors.js";
 import {
   AliasTargetSchema,
@@ -100,13 +103,14 @@ export interface FailoverDeps {
   logger: Logger;
 }
 
-export type FailoverService = "eks" | "route53" | "elbv2" | "dynamodb" | "sns";
+export type FailoverService = "eks" | "route53" | "elbv2" | "dynamodb" | "sns" | "secretsmanager";
 export type FailoverClient =
   | EKSClient
   | Route53Client
   | ElasticLoadBalancingV2Client
   | DynamoDBClient
-  | SNSClient;
+  | SNSClient
+  | SecretsManagerClient;
 
 export interface FailoverRuntimeOptions {
   /**
@@ -163,6 +167,12 @@ export function makeFailoverRuntime(config: FailoverConfig, o: FailoverRuntimeOp
   }
   if (!o.notifiers && config.slackWebhookUrl)
     notifiers.push(new SlackWebhookNotifier(config.slackWebhookUrl));
+  if (!o.notifiers && config.slackWebhookSecretArn) {
+    const secrets = new SecretsManagerSecrets(
+      watch(new SecretsManagerClient(settings("secretsmanager")), "secretsmanager"),
+    );
+    notifiers.push(new SecretSlackNotifier(secrets, config.slackWebhookSecretArn, parseSlackWebhookSecret));
+  }
   return {
     config,
     backups: new DynamoLedger(db, config.ledgerTable),

@@ -618,7 +618,10 @@ export interface FailoverConfig {
   partialRestore: "continue" | "fail";
   waits: { pollMs: number; nodegroupMs: number; restoreMs: number; dnsMs: number };
   topicArn?: string;
+  /** A plain webhook URL: local mode and tests only (in AWS the URL is a secret). */
   slackWebhookUrl?: string;
+  /** Secrets Manager secret `{"webhookUrl": ...}`: stage messages and the report also go to Slack. */
+  slackWebhookSecretArn?: string;
 }
 
 export const FAILOVER_ENV = {
@@ -649,6 +652,7 @@ export const FAILOVER_ENV = {
   dnsWaitSeconds: "FAILOVER_DNS_WAIT_SECONDS",
   topicArn: "FAILOVER_TOPIC_ARN",
   slackWebhookUrl: "FAILOVER_SLACK_WEBHOOK_URL",
+  slackWebhookSecretArn: "SLACK_WEBHOOK_SECRET_ARN",
 } as const;
 
 type Env = Record<string, string | undefined>;
@@ -768,6 +772,15 @@ export function loadFailoverConfig(env: Env): FailoverConfig {
   ) {
     throw new ConfigError(`${e.slackWebhookUrl} must be a https://hooks.slack.com/services/... URL`);
   }
+  const slackWebhookSecretArn = optional(env, e.slackWebhookSecretArn);
+  if (
+    slackWebhookSecretArn !== undefined &&
+    !/^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:\S+$/.test(slackWebhookSecretArn)
+  ) {
+    throw new ConfigError(
+      `${e.slackWebhookSecretArn} must be a Secrets Manager secret ARN, got "${slackWebhookSecretArn}"`,
+    );
+  }
   const schedule = optional(env, e.schedule);
   const k8sToken = optional(env, e.k8sToken);
   const config: FailoverConfig = {
@@ -798,5 +811,6 @@ export function loadFailoverConfig(env: Env): FailoverConfig {
   if (k8sToken !== undefined) config.k8sToken = k8sToken;
   if (topicArn !== undefined) config.topicArn = topicArn;
   if (slackWebhookUrl !== undefined) config.slackWebhookUrl = slackWebhookUrl;
+  if (slackWebhookSecretArn !== undefined) config.slackWebhookSecretArn = slackWebhookSecretArn;
   return config;
 }

@@ -584,6 +584,7 @@ describe("Failover stack (failover region)", () => {
         FAILOVER_LB_TAG: "velero-dr/ingress=failover",
         FAILOVER_NAMESPACES: "cbci,cbci-agents",
         FAILOVER_TOPIC_ARN: `ref:${topic().id}`,
+        SLACK_WEBHOOK_SECRET_ARN: SLACK_WEBHOOK_SECRET,
         POWERTOOLS_SERVICE_NAME: "velero-dr-failover",
       });
       for (const step of steps) expect(envOf(step), step).toEqual(env);
@@ -597,11 +598,18 @@ describe("Failover stack (failover region)", () => {
       const loaded = loadFailoverConfig(deployed);
       // assert
       const { config } = failoverSettingsFromEnv(SETTINGS) ?? {};
-      expect({ ...loaded, ledgerTable: undefined, topicArn: undefined }).toEqual({
+      expect({
+        ...loaded,
+        ledgerTable: undefined,
+        topicArn: undefined,
+        slackWebhookSecretArn: undefined,
+      }).toEqual({
         ...config,
         ledgerTable: undefined,
         topicArn: undefined,
+        slackWebhookSecretArn: undefined,
       });
+      expect(loaded.slackWebhookSecretArn).toBe(SLACK_WEBHOOK_SECRET);
       expect(loaded).toMatchObject({
         hostedZoneId: "Z0123456789ABCDEFGHIJ",
         recordName: "ci.example.com.",
@@ -692,6 +700,8 @@ describe("Failover stack (failover region)", () => {
         resources: [`${key().id}.Arn`],
         condition: { StringEquals: { "kms:ViaService": `sns.${FAILOVER}.amazonaws.com` } },
       },
+      // the stage messages and the report go to Slack too, through the webhook in its secret
+      ReadSlackWebhook: { actions: ["secretsmanager:GetSecretValue"], resources: [SLACK_WEBHOOK_SECRET] },
     });
     const secrets = (slack: string) => ({
       ReadApprovalSecrets: {

@@ -37,6 +37,9 @@ export interface FailoverRunSummary {
   failure: string | null;
 }
 
+/** The drill's approver (the local approver follows the links in this person's email). */
+export const DRILL_APPROVER = "oncall@example.com";
+
 export interface FailoverDrillResult {
   drill: FailoverRunSummary;
   failover: FailoverRunSummary;
@@ -120,6 +123,8 @@ export async function runFailoverDrill(
       failover: world.config(),
       clock,
       logLevel: "ERROR",
+      // One named approver: the email carries links of their own, so the approval names them.
+      approval: { approverEmails: [DRILL_APPROVER] },
     });
     log(
       `failover workflow: the stack's definition on aws-local-stepfunctions; approval endpoint ${runner.functionUrl.url}`,

@@ -64,7 +64,7 @@ describe("local drill (npm start)", () => {
     expect(s.standIn).toMatch(/STAND-IN/);
     const common = {
       status: "SUCCEEDED",
-      approvedBy: "email:approvers-topic",
+      approvedBy: "email:oncall@example.com",
       backup: expect.stringMatching(/^cbci-dr-\d{14}$/),
       nodegroupDesired: 3,
       restorePhase: "Completed",

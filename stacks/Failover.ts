@@ -11,7 +11,7 @@ import * as secretsmanager from "aws-cdk-lib/aws-secretsmanager";
 import * as sns from "aws-cdk-lib/aws-sns";
 import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
 import * as sfn from "aws-cdk-lib/aws-stepfunctions";
-import { Function as SstFunction, type StackContext, use } from "sst/constructs";
+import { type Function as SstFunction, type StackContext, use } from "sst/constructs";
 import { APPROVAL_ENV } from "../functions/core/approval-config.js";
 import { ConfigError } from "../functions/core/errors.js";
 import { ALL_APPROVERS, APPROVER_ATTRIBUTE, FAILOVER_ENV } from "../functions/core/failover.js";
@@ -20,7 +20,7 @@ import {
   type FailoverTask,
   failoverDefinition,
 } from "../functions/core/failover-machine.js";
-import { FAILOVER_HANDLERS, functionDefaults } from "./functions.js";
+import { FAILOVER_HANDLERS, ourFunction } from "./functions.js";
 import { alarmPrefix, Replication, STATUS_INDEX } from "./Replication.js";
 import {
   FAILOVER_SETTINGS,
@@ -130,22 +130,16 @@ export function Failover({ stack }: StackContext) {
     environment: Record<string, string>,
     permissions: iam.PolicyStatement[],
   ) => {
-    const logGroup = new logs.LogGroup(stack, `${id}Logs`, {
-      retention: logs.RetentionDays.ONE_MONTH,
-      removalPolicy: removal,
-    });
-    const f = new SstFunction(stack, id, {
-      ...functionDefaults,
+    // Invoked synchronously (by the workflow, which retries per its Retry clauses, or through
+    // the function URL): Lambda's asynchronous retries never apply.
+    return ourFunction(stack, id, {
       handler,
+      timeout,
       description,
-      timeout: timeout.toSeconds(),
-      logGroup,
-      // Invoked synchronously (by the workflow, which retries per its Retry clauses, or through
-      // the function URL): Lambda's asynchronous retries never apply.
       environment: { ...environment, POWERTOOLS_SERVICE_NAME: FAILOVER_SERVICE_NAME },
-    });
-    for (const statement of permissions) f.addToRolePolicy(statement);
-    return f;
+      permissions,
+      removalPolicy: removal,
+    }).fn;
   };
 
   const stepsEnv = {

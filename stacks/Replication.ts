@@ -7,11 +7,11 @@ import * as targets from "aws-cdk-lib/aws-events-targets";
 import * as iam from "aws-cdk-lib/aws-iam";
 import * as kms from "aws-cdk-lib/aws-kms";
 import { SqsEventSource } from "aws-cdk-lib/aws-lambda-event-sources";
-import * as logs from "aws-cdk-lib/aws-logs";
+import type * as logs from "aws-cdk-lib/aws-logs";
 import * as sns from "aws-cdk-lib/aws-sns";
 import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
 import * as sqs from "aws-cdk-lib/aws-sqs";
-import { type FunctionProps, Function as SstFunction, type StackContext } from "sst/constructs";
+import type { FunctionProps, Function as SstFunction, StackContext } from "sst/constructs";
 import { METRIC } from "../functions/app/metrics.js";
 import { ALL_SCHEDULES } from "../functions/core/backup.js";
 import { configToEnv, type VeleroConfig } from "../functions/core/config.js";
@@ -22,7 +22,7 @@ import {
   SNAPSHOT_EVENT_PATTERNS,
 } from "../functions/core/patterns.js";
 import { operationsDashboard } from "./dashboard.js";
-import { functionDefaults, HANDLERS } from "./functions.js";
+import { HANDLERS, ourFunction } from "./functions.js";
 import { toEventPattern } from "./patterns.js";
 import { busName, forwardRuleName, isProtectedStage, type Settings, settingsFromEnv } from "./settings.js";
 import { removeIdleCustomResourceHandler } from "./sst-internals.js";
@@ -222,24 +222,19 @@ export function Replication({ stack }: StackContext) {
     permissions: iam.PolicyStatement[],
     extra?: Partial<FunctionProps>,
   ) => {
-    const logGroup = new logs.LogGroup(stack, `${id}Logs`, {
-      retention: logs.RetentionDays.ONE_MONTH,
-      removalPolicy: isProtected ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY,
-    });
-    const f = new SstFunction(stack, id, {
-      ...functionDefaults,
+    const { fn: f, logGroup } = ourFunction(stack, id, {
       handler,
+      timeout,
       description,
-      timeout: timeout.toSeconds(),
-      logGroup,
       environment: {
         ...configToEnv({ ...config, ledgerTable: table.tableName }),
         POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
         POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
       },
-      ...extra,
+      permissions,
+      removalPolicy: isProtected ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY,
+      ...(extra ? { extra } : {}),
     });
-    for (const statement of permissions) f.addToRolePolicy(statement);
     logGroups[id] = logGroup;
     return f;
   };

@@ -1,7 +1,10 @@
 import { createRequire } from "node:module";
 import path from "node:path";
+import type { Duration, RemovalPolicy, Stack } from "aws-cdk-lib";
+import type * as iam from "aws-cdk-lib/aws-iam";
+import * as logs from "aws-cdk-lib/aws-logs";
 import type * as Esbuild from "esbuild";
-import type { FunctionProps } from "sst/constructs";
+import { type FunctionProps, Function as SstFunction } from "sst/constructs";
 
 /**
  * The entrypoints (ESM, each exporting `handler`). scripts/bundle.ts builds the same files. The
@@ -92,4 +95,38 @@ export function sstBuildOptions(entry: string): Esbuild.BuildOptions {
     ...nodejs.esbuild,
     mainFields: [...nodejs.esbuild.mainFields],
   };
+}
+
+/**
+ * One of our functions: the shared defaults, its own log group (one month, kept with the stage's
+ * stateful resources), its environment and its own least-privilege statements.
+ */
+export function ourFunction(
+  stack: Stack,
+  id: string,
+  o: {
+    handler: string;
+    timeout: Duration;
+    description: string;
+    environment: Record<string, string>;
+    permissions: iam.PolicyStatement[];
+    removalPolicy: RemovalPolicy;
+    extra?: Partial<FunctionProps>;
+  },
+): { fn: SstFunction; logGroup: logs.LogGroup } {
+  const logGroup = new logs.LogGroup(stack, `${id}Logs`, {
+    retention: logs.RetentionDays.ONE_MONTH,
+    removalPolicy: o.removalPolicy,
+  });
+  const fn = new SstFunction(stack, id, {
+    ...functionDefaults,
+    handler: o.handler,
+    description: o.description,
+    timeout: o.timeout.toSeconds(),
+    logGroup,
+    environment: o.environment,
+    ...o.extra,
+  });
+  for (const statement of o.permissions) fn.addToRolePolicy(statement);
+  return { fn, logGroup };
 }

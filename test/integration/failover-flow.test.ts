@@ -29,6 +29,7 @@ import { createFailoverWorld, type FailoverWorld, registerReadyBackup } from "..
 import { freePort } from "../../local/moto.js";
 import { awsError, LOCAL_CREDENTIALS } from "../../local/runtime.js";
 import { useMoto } from "../support/harness.js";
+import { captureIo } from "../support/io.js";
 
 const moto = useMoto();
 
@@ -523,21 +524,7 @@ describe("the failover workflow through the local runner", () => {
 });
 
 describe("dr failover", () => {
-  const io = () => {
-    const out = { stdout: "", stderr: "" };
-    return {
-      out,
-      io: {
-        readStdin: async () => "",
-        stdout: (t: string) => {
-          out.stdout += t;
-        },
-        stderr: (t: string) => {
-          out.stderr += t;
-        },
-      },
-    };
-  };
+  const io = captureIo;
 
   it("local mode: request --local --approve runs it to the end; status --local shows it", async () => {
     // arrange: the steps' environment, as their functions get it, and a state directory

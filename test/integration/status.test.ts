@@ -4,6 +4,7 @@ import type { VeleroConfig } from "../../functions/core/config.js";
 import type { StatusReport } from "../../functions/core/status.js";
 import { SimulatedVelero } from "../../local/velero.js";
 import { makePlane, useMoto } from "../support/harness.js";
+import { captureIo } from "../support/io.js";
 
 const moto = useMoto();
 // The command takes credentials the usual way (environment, profile, role); the emulator takes any.
@@ -18,22 +19,6 @@ const VELERO: VeleroConfig = {
   allowedWarnings: 0,
   combinedIds: false,
 };
-
-function captureIo() {
-  const out = { stdout: "", stderr: "" };
-  return {
-    out,
-    io: {
-      readStdin: async () => "",
-      stdout: (t: string) => {
-        out.stdout += t;
-      },
-      stderr: (t: string) => {
-        out.stderr += t;
-      },
-    },
-  };
-}
 
 describe("dr status", () => {
   it("reports no recovery point, each backup's verdict with its reason, and copies in flight", async () => {

@@ -1,4 +1,4 @@
-import { TransactionCanceledException } from "@aws-sdk/client-dynamodb";
+import { type CancellationReason, TransactionCanceledException } from "@aws-sdk/client-dynamodb";
 import {
   BatchGetCommand,
   type DynamoDBDocumentClient,
@@ -7,15 +7,20 @@ import {
   paginateQuery,
   QueryCommand,
   TransactWriteCommand,
+  type TransactWriteCommandInput,
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
 import { type BackupState, type Evaluation, phaseRank } from "../core/backup.js";
+import { RetryableError } from "../core/errors.js";
 import type { SnapshotRecord, SnapshotStatus } from "../core/model.js";
 import type {
+  Admission,
   BackupLedger,
+  CopyCompletion,
   LeaseHolder,
   Ledger,
   OpenState,
+  RecordOutcome,
   RecordResult,
   ReleaseOutcome,
   StoredBackup,
@@ -29,21 +34,46 @@ import type {
  * | a source snapshot        | `SNAP#<snapshot id>`| `SNAP`   | `OPEN` while waiting or copying,  |
  * |                          |                     |          | `BACKUP#<name>` once settled      |
  * | a Velero backup          | `BACKUP#<name>`     | `BACKUP` | `BACKUPS` once registered         |
+ * | a backup's started mark  | `BACKUP#<name>`     | `STARTED`| `OPEN` (expires after 3 days)     |
  * | a volume's lineage lock  | `VOL#<volume id>`   | `LOCK`   | -                                 |
- * | the copy budget counter  | `CONTROL`           | `BUDGET` | -                                 |
+ * | copies in flight/waiting | `CONTROL`           | `BUDGET` | `OPEN`                            |
  *
  * Every transition is a conditional write or a transaction, so concurrent deliveries of one event
  * agree on a single outcome; CopySnapshot has no ClientToken, the ledger is the idempotency key.
+ * One Query of the `OPEN` partition is everything the scheduler needs (open records, started
+ * backups, counters), and batches of transitions share one transaction: API calls per snapshot
+ * stay low (README, Scale).
  */
 export const OPEN = "OPEN";
 export const INDEX = "byStatus";
 const BUDGET_KEY = { pk: "CONTROL", sk: "BUDGET" };
+const CONTROL_SK = "~CONTROL";
+/** How long a backup's started mark stays (DynamoDB TTL); far beyond any copy's life. */
+const STARTED_TTL_SECONDS = 3 * 24 * 3600;
+/** Records per transaction: each takes up to two items, DynamoDB allows 100 per transaction. */
+const CHUNK = 30;
+/** Rounds of a batched write that drop refused items and try again with the rest. */
+const MAX_ROUNDS = 8;
 
 const snapKey = (id: string) => ({ pk: `SNAP#${id}`, sk: "SNAP" });
 const backupKey = (name: string) => ({ pk: `BACKUP#${name}`, sk: "BACKUP" });
 const volKey = (id: string) => ({ pk: `VOL#${id}`, sk: "LOCK" });
+const startedKey = (name: string) => ({ pk: `BACKUP#${name}`, sk: "STARTED" });
 
 type Item = Record<string, unknown>;
+type TransactItem = NonNullable<TransactWriteCommandInput["TransactItems"]>[number];
+/** Why one item of a cancelled transaction failed, and the item as it was (ALL_OLD items). */
+interface Reason {
+  code: string;
+  item: Record<string, { S?: string; N?: string }> | undefined;
+}
+
+const withKey = (kmsKeyId: string | undefined) => (kmsKeyId === undefined ? {} : { kmsKeyId });
+
+/** The control item's counters as a cancelled transaction returned them. */
+function counters(item: Reason["item"]): { inFlight: number; waiting: number } {
+  return { inFlight: Number(item?.inFlight?.N ?? 0), waiting: Number(item?.waiting?.N ?? 0) };
+}
 
 function toItem(r: SnapshotRecord): Item {
   const open = r.status === "waiting" || r.status === "copying";
@@ -119,19 +149,7 @@ export class DynamoLedger implements Ledger, BackupLedger {
     }
   }
 
-  recordSource(record: SnapshotRecord): Promise<RecordResult> {
-    return this.putNew(record);
-  }
-
   recordSourceFailure(record: SnapshotRecord): Promise<RecordResult> {
-    return this.putNew(record);
-  }
-
-  /**
-   * Puts a new snapshot record unless the snapshot is already known. The backup's own item is
-   * written only when one of its copies is admitted (its `started` flag is all the scheduler needs).
-   */
-  private async putNew(record: SnapshotRecord): Promise<RecordResult> {
     return this.conditional(
       () =>
         this.db.send(
@@ -188,92 +206,304 @@ export class DynamoLedger implements Ledger, BackupLedger {
     return out;
   }
 
+  /** One Query of the `OPEN` partition: open records, started marks and the counters. */
   async loadOpen(): Promise<OpenState> {
-    const open = await this.queryIndex(OPEN);
-    const backups = [...new Set(open.map((r) => r.backup))];
-    const startedBackups = new Set<string>();
-    for (const item of await this.batchGet(backups.map(backupKey), "name, started")) {
-      if (item.started === true && typeof item.name === "string") startedBackups.add(item.name);
+    const state: OpenState = { open: [], startedBackups: new Set(), inFlightCounter: 0, waitingCounter: 0 };
+    for (const item of await this.queryItems(OPEN)) {
+      if (item.sk === "SNAP") state.open.push(fromItem(item));
+      else if (item.sk === "STARTED" && typeof item.name === "string") state.startedBackups.add(item.name);
+      else if (item.pk === BUDGET_KEY.pk) {
+        state.inFlightCounter = typeof item.inFlight === "number" ? item.inFlight : 0;
+        state.waitingCounter = typeof item.waiting === "number" ? item.waiting : 0;
+      }
     }
-    const counter = await this.db.send(
-      new GetCommand({ TableName: this.table, Key: BUDGET_KEY, ConsistentRead: true }),
-    );
-    const inFlightCounter = typeof counter.Item?.inFlight === "number" ? counter.Item.inFlight : 0;
-    return { open, startedBackups, inFlightCounter };
+    return state;
   }
 
-  async admit(record: SnapshotRecord, budget: number, kmsKeyId: string | undefined, now: Date) {
-    const id = record.sourceSnapshotId;
-    const admitted = await this.conditional(
-      () =>
-        this.db.send(
-          new TransactWriteCommand({
-            TransactItems: [
-              {
-                Update: {
-                  TableName: this.table,
-                  Key: BUDGET_KEY,
-                  UpdateExpression: "SET inFlight = if_not_exists(inFlight, :zero) + :one",
-                  ConditionExpression: "attribute_not_exists(inFlight) OR inFlight < :budget",
-                  ExpressionAttributeValues: { ":zero": 0, ":one": 1, ":budget": budget },
+  // --- Transaction items -----------------------------------------------------------------------
+
+  /**
+   * The control item's update: counters move with the records in the same transaction, so they
+   * cannot drift. `maxInFlight`: admit only while the slots allow; `noBacklog`: only while nothing
+   * waits (a new snapshot may not overtake a waiting one: priorities and lineage order hold).
+   */
+  private control(
+    delta: { inFlight: number; waiting: number },
+    condition: { maxInFlight?: number; noBacklog?: boolean } = {},
+  ): TransactItem {
+    const conditions: string[] = [];
+    const values: Record<string, unknown> = {
+      ":open": OPEN,
+      ":csk": CONTROL_SK,
+      ":di": delta.inFlight,
+      ":dw": delta.waiting,
+    };
+    if (condition.maxInFlight !== undefined) {
+      conditions.push("(attribute_not_exists(inFlight) OR inFlight <= :max)");
+      values[":max"] = condition.maxInFlight;
+    }
+    if (condition.noBacklog) {
+      conditions.push("(attribute_not_exists(waiting) OR waiting <= :zero)");
+      values[":zero"] = 0;
+    }
+    return {
+      Update: {
+        TableName: this.table,
+        Key: BUDGET_KEY,
+        UpdateExpression: "SET gsi1pk = :open, gsi1sk = :csk ADD inFlight :di, waiting :dw",
+        ...(conditions.length > 0
+          ? { ConditionExpression: conditions.join(" AND "), ReturnValuesOnConditionCheckFailure: "ALL_OLD" }
+          : {}),
+        ExpressionAttributeValues: values,
+      },
+    };
+  }
+
+  /** Takes a volume's lineage lock (free only), pinning the lineage's KMS key on its first copy. */
+  private lock(volumeId: string, holder: string, kmsKeyId: string | undefined): TransactItem {
+    return {
+      Update: {
+        TableName: this.table,
+        Key: volKey(volumeId),
+        UpdateExpression:
+          kmsKeyId === undefined
+            ? "SET holder = :id"
+            : "SET holder = :id, kmsKeyId = if_not_exists(kmsKeyId, :key)",
+        ConditionExpression:
+          kmsKeyId === undefined
+            ? "attribute_not_exists(holder)"
+            : "attribute_not_exists(holder) AND (attribute_not_exists(kmsKeyId) OR kmsKeyId = :key)",
+        ExpressionAttributeValues: { ":id": holder, ...(kmsKeyId === undefined ? {} : { ":key": kmsKeyId }) },
+        ReturnValuesOnConditionCheckFailure: "ALL_OLD",
+      },
+    };
+  }
+
+  private unlock(volumeId: string, holder: string): TransactItem {
+    return {
+      Update: {
+        TableName: this.table,
+        Key: volKey(volumeId),
+        UpdateExpression: "REMOVE holder",
+        ConditionExpression: "attribute_not_exists(holder) OR holder = :id",
+        ExpressionAttributeValues: { ":id": holder },
+      },
+    };
+  }
+
+  /** A backup's started mark: once set, none of its snapshots is ever superseded. */
+  private startedMarks(records: readonly SnapshotRecord[], now: Date): TransactItem[] {
+    const backups = new Map(records.map((r) => [r.backup, r.schedule ?? ""]));
+    return [...backups].map(([backup, schedule]) => ({
+      Put: {
+        TableName: this.table,
+        Item: {
+          ...startedKey(backup),
+          name: backup,
+          schedule,
+          gsi1pk: OPEN,
+          gsi1sk: `~STARTED#${backup}`,
+          expiresAt: Math.floor(now.getTime() / 1000) + STARTED_TTL_SECONDS,
+        },
+      },
+    }));
+  }
+
+  private putNewSnapshot(record: SnapshotRecord): TransactItem {
+    return {
+      Put: { TableName: this.table, Item: toItem(record), ConditionExpression: "attribute_not_exists(pk)" },
+    };
+  }
+
+  /**
+   * Runs one transaction. Undefined when it applied; otherwise one reason per item (what failed
+   * and, for ALL_OLD items, the item as it was), after retrying transaction conflicts.
+   */
+  private async transact(items: TransactItem[]): Promise<Reason[] | undefined> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.db.send(new TransactWriteCommand({ TransactItems: items }));
+        return undefined;
+      } catch (err) {
+        if (!conditionFailed(err)) throw err;
+        const reasons = (
+          (err as { CancellationReasons?: CancellationReason[] }).CancellationReasons ?? []
+        ).map((r) => ({
+          code: r.Code ?? "None",
+          item: r.Item as Record<string, { S?: string; N?: string }> | undefined,
+        }));
+        const conflict = reasons.some(
+          (r) => r.code === "TransactionConflict" || r.code === "ThrottlingError",
+        );
+        if (conflict && attempt < 4) {
+          await new Promise((resolve) => setTimeout(resolve, 20 * 2 ** attempt * (0.5 + Math.random())));
+          continue;
+        }
+        if (!reasons.some((r) => r.code === "ConditionalCheckFailed")) {
+          throw new RetryableError(
+            `ledger transaction cancelled (${reasons.map((r) => r.code).join(", ")})`,
+            "TransactionCanceled",
+            { cause: err },
+          );
+        }
+        return reasons;
+      }
+    }
+  }
+
+  // --- Transitions -----------------------------------------------------------------------------
+
+  async recordMany(
+    batch: { admit: readonly SnapshotRecord[]; wait: readonly SnapshotRecord[] },
+    budget: number,
+    kmsKeyId: string | undefined,
+    now: Date,
+  ): Promise<RecordOutcome> {
+    const out: RecordOutcome = {
+      admitted: [],
+      waiting: [],
+      duplicates: [],
+      control: { inFlight: 0, waiting: 0 },
+    };
+    const admitAt = now.toISOString();
+    let admit = [...batch.admit];
+    let wait = [...batch.wait];
+    const keys = new Map<string, string>();
+    while (admit.length + wait.length > 0) {
+      let a = admit.slice(0, CHUNK);
+      let w = wait.slice(0, Math.max(0, CHUNK - a.length));
+      admit = admit.slice(a.length);
+      wait = wait.slice(w.length);
+      for (let round = 0; a.length + w.length > 0; round++) {
+        if (round === MAX_ROUNDS)
+          throw new RetryableError("ledger: recording snapshots kept losing races", "LedgerContention");
+        const keyOf = (r: SnapshotRecord) => keys.get(r.volumeId) ?? kmsKeyId;
+        const items: TransactItem[] = [
+          this.control(
+            { inFlight: a.length, waiting: w.length },
+            a.length > 0 ? { maxInFlight: budget - a.length, noBacklog: true } : {},
+          ),
+          ...a.flatMap((r) => [
+            this.putNewSnapshot({ ...r, status: "copying", admittedAt: admitAt, ...withKey(keyOf(r)) }),
+            this.lock(r.volumeId, r.sourceSnapshotId, keyOf(r)),
+          ]),
+          ...w.map((r) => this.putNewSnapshot({ ...r, status: "waiting" })),
+          ...this.startedMarks(a, now),
+        ];
+        const reasons = await this.transact(items);
+        if (!reasons) {
+          out.admitted.push(
+            ...a.map((r) => ({ record: { ...r, status: "copying" as const }, kmsKeyId: keyOf(r) })),
+          );
+          out.waiting.push(...w);
+          break;
+        }
+        const failed = (i: number) => reasons[i]?.code === "ConditionalCheckFailed";
+        const dup = new Set<string>();
+        const busy = new Set<string>();
+        a.forEach((r, i) => {
+          if (failed(1 + 2 * i)) dup.add(r.sourceSnapshotId);
+          else if (failed(2 + 2 * i)) {
+            const old = reasons[2 + 2 * i]?.item;
+            if (old?.holder?.S) busy.add(r.sourceSnapshotId);
+            else if (old?.kmsKeyId?.S) keys.set(r.volumeId, old.kmsKeyId.S);
+          }
+        });
+        w.forEach((r, i) => {
+          if (failed(1 + 2 * a.length + i)) dup.add(r.sourceSnapshotId);
+        });
+        out.duplicates.push(...dup);
+        w = w.filter((r) => !dup.has(r.sourceSnapshotId));
+        a = a.filter((r) => !dup.has(r.sourceSnapshotId));
+        w.push(...a.filter((r) => busy.has(r.sourceSnapshotId)));
+        a = a.filter((r) => !busy.has(r.sourceSnapshotId));
+        if (failed(0)) {
+          const c = counters(reasons[0]?.item);
+          out.control = c;
+          const free = c.waiting > 0 ? 0 : Math.max(0, budget - c.inFlight);
+          w.push(...a.slice(free));
+          a = a.slice(0, free);
+        }
+      }
+    }
+    return out;
+  }
+
+  async admitMany(
+    records: readonly SnapshotRecord[],
+    budget: number,
+    kmsKeyId: string | undefined,
+    now: Date,
+  ): Promise<{ admitted: Admission[]; lostRaces: SnapshotRecord[] }> {
+    const out: { admitted: Admission[]; lostRaces: SnapshotRecord[] } = { admitted: [], lostRaces: [] };
+    const keys = new Map<string, string>();
+    let rest = [...records];
+    while (rest.length > 0) {
+      let a = rest.slice(0, CHUNK);
+      rest = rest.slice(a.length);
+      for (let round = 0; a.length > 0; round++) {
+        if (round === MAX_ROUNDS)
+          throw new RetryableError("ledger: admitting copies kept losing races", "LedgerContention");
+        const keyOf = (r: SnapshotRecord) => keys.get(r.volumeId) ?? kmsKeyId;
+        const items: TransactItem[] = [
+          this.control({ inFlight: a.length, waiting: -a.length }, { maxInFlight: budget - a.length }),
+          ...a.flatMap((r) => [
+            {
+              Update: {
+                TableName: this.table,
+                Key: snapKey(r.sourceSnapshotId),
+                UpdateExpression:
+                  "SET #status = :copying, admittedAt = :now" +
+                  (keyOf(r) === undefined ? "" : ", kmsKeyId = :key") +
+                  " REMOVE notBefore, stuck",
+                ConditionExpression: "#status = :waiting",
+                ExpressionAttributeNames: { "#status": "status" },
+                ExpressionAttributeValues: {
+                  ":copying": "copying",
+                  ":waiting": "waiting",
+                  ":now": now.toISOString(),
+                  ...(keyOf(r) === undefined ? {} : { ":key": keyOf(r) }),
                 },
               },
-              {
-                Update: {
-                  TableName: this.table,
-                  Key: volKey(record.volumeId),
-                  UpdateExpression:
-                    kmsKeyId === undefined
-                      ? "SET holder = :id"
-                      : "SET holder = :id, kmsKeyId = if_not_exists(kmsKeyId, :key)",
-                  ConditionExpression: "attribute_not_exists(holder)",
-                  ExpressionAttributeValues: {
-                    ":id": id,
-                    ...(kmsKeyId === undefined ? {} : { ":key": kmsKeyId }),
-                  },
-                },
-              },
-              {
-                Update: {
-                  TableName: this.table,
-                  Key: snapKey(id),
-                  UpdateExpression: "SET #status = :copying, admittedAt = :now REMOVE notBefore, stuck",
-                  ConditionExpression: "#status = :waiting",
-                  ExpressionAttributeNames: { "#status": "status" },
-                  ExpressionAttributeValues: {
-                    ":copying": "copying",
-                    ":waiting": "waiting",
-                    ":now": now.toISOString(),
-                  },
-                },
-              },
-              {
-                Update: {
-                  TableName: this.table,
-                  Key: backupKey(record.backup),
-                  UpdateExpression: "SET started = :true, #name = :backup, schedule = :schedule",
-                  ExpressionAttributeNames: { "#name": "name" },
-                  ExpressionAttributeValues: {
-                    ":true": true,
-                    ":backup": record.backup,
-                    ":schedule": record.schedule ?? "",
-                  },
-                },
-              },
-            ],
-          }),
-        ),
-      true,
-      false,
-    );
-    if (!admitted) return false;
-    if (kmsKeyId === undefined) return { kmsKeyId: undefined };
-    // The lineage's key was pinned by its first copy: keep using it so copies stay incremental.
-    const lock = await this.db.send(
-      new GetCommand({ TableName: this.table, Key: volKey(record.volumeId), ConsistentRead: true }),
-    );
-    const pinned = lock.Item?.kmsKeyId;
-    return { kmsKeyId: typeof pinned === "string" ? pinned : kmsKeyId };
+            },
+            this.lock(r.volumeId, r.sourceSnapshotId, keyOf(r)),
+          ]),
+          ...this.startedMarks(a, now),
+        ];
+        const reasons = await this.transact(items);
+        if (!reasons) {
+          out.admitted.push(
+            ...a.map((r) => ({
+              record: { ...r, status: "copying" as const, admittedAt: now.toISOString() },
+              kmsKeyId: keyOf(r),
+            })),
+          );
+          break;
+        }
+        const failed = (i: number) => reasons[i]?.code === "ConditionalCheckFailed";
+        const lost = new Set<string>();
+        a.forEach((r, i) => {
+          if (failed(1 + 2 * i)) lost.add(r.sourceSnapshotId);
+          else if (failed(2 + 2 * i)) {
+            const old = reasons[2 + 2 * i]?.item;
+            if (old?.holder?.S) lost.add(r.sourceSnapshotId);
+            else if (old?.kmsKeyId?.S) keys.set(r.volumeId, old.kmsKeyId.S);
+          }
+        });
+        out.lostRaces.push(...a.filter((r) => lost.has(r.sourceSnapshotId)));
+        a = a.filter((r) => !lost.has(r.sourceSnapshotId));
+        if (failed(0)) {
+          const free = Math.max(0, budget - counters(reasons[0]?.item).inFlight);
+          if (free === 0) {
+            out.lostRaces.push(...a, ...rest);
+            return out;
+          }
+          rest = [...a.slice(free), ...rest];
+          a = a.slice(0, free);
+        }
+      }
+    }
+    return out;
   }
 
   async noteCopyStarted(sourceSnapshotId: string, copySnapshotId: string, kmsKeyId: string | undefined) {
@@ -302,138 +532,154 @@ export class DynamoLedger implements Ledger, BackupLedger {
   }
 
   /**
-   * Leaves `copying`: one transaction updates the record, returns the budget slot and drops the
-   * volume's lock. Only the record is conditional (it must still be copying), so the slot and the
-   * lock can never stay taken by a settled record.
+   * Leaves `copying`: the record's update, the slot back and the volume's lock dropped, in one
+   * transaction (several records share one). Only the record is conditional in substance (it must
+   * still be copying), so the slot and the lock never stay taken by a settled record.
    */
-  private async leaveCopying(
+  private leaving(
     record: LeaseHolder,
-    update: { expression: string; values: Record<string, unknown> },
-  ): Promise<boolean> {
-    return this.conditional(
-      () =>
-        this.db.send(
-          new TransactWriteCommand({
-            TransactItems: [
-              {
-                Update: {
-                  TableName: this.table,
-                  Key: snapKey(record.sourceSnapshotId),
-                  UpdateExpression: update.expression,
-                  ConditionExpression: "#status = :copying",
-                  ExpressionAttributeNames: {
-                    "#status": "status",
-                    // "incremental" is a DynamoDB reserved word
-                    ...(update.expression.includes("#incremental") ? { "#incremental": "incremental" } : {}),
-                  },
-                  ExpressionAttributeValues: { ":copying": "copying", ...update.values },
-                },
-              },
-              {
-                Update: {
-                  TableName: this.table,
-                  Key: BUDGET_KEY,
-                  UpdateExpression: "ADD inFlight :minus",
-                  ExpressionAttributeValues: { ":minus": -1 },
-                },
-              },
-              {
-                Update: {
-                  TableName: this.table,
-                  Key: volKey(record.volumeId),
-                  UpdateExpression: "REMOVE holder",
-                  ConditionExpression: "attribute_not_exists(holder) OR holder = :id",
-                  ExpressionAttributeValues: { ":id": record.sourceSnapshotId },
-                },
-              },
-            ],
-          }),
-        ),
-      true,
-      false,
-    );
+    update: { expression: string; values: Record<string, unknown>; condition?: string },
+  ): TransactItem[] {
+    return [
+      {
+        Update: {
+          TableName: this.table,
+          Key: snapKey(record.sourceSnapshotId),
+          UpdateExpression: update.expression,
+          ConditionExpression: `#status = :copying${update.condition ? ` AND ${update.condition}` : ""}`,
+          ExpressionAttributeNames: {
+            "#status": "status",
+            // "incremental" is a DynamoDB reserved word
+            ...(update.expression.includes("#incremental") ? { "#incremental": "incremental" } : {}),
+          },
+          ExpressionAttributeValues: { ":copying": "copying", ...update.values },
+        },
+      },
+      this.unlock(record.volumeId, record.sourceSnapshotId),
+    ];
   }
 
-  async complete(
-    record: LeaseHolder,
-    copy: { copySnapshotId: string; completedAt: string; incremental?: boolean },
-  ): Promise<boolean> {
-    return this.leaveCopying(record, {
-      expression:
-        "SET #status = :completed, copySnapshotId = :copy, completedAt = :at, gsi1pk = :settled" +
-        (copy.incremental === undefined ? "" : ", #incremental = :inc") +
-        " REMOVE notBefore",
-      values: {
-        ":completed": "completed",
-        ":copy": copy.copySnapshotId,
-        ":at": copy.completedAt,
-        ":settled": `BACKUP#${record.backup}`,
-        ...(copy.incremental === undefined ? {} : { ":inc": copy.incremental }),
-      },
-    });
+  async completeMany(completions: readonly CopyCompletion[]): Promise<boolean[]> {
+    const result = completions.map(() => false);
+    const seen = new Set<string>();
+    // A source delivered twice in one batch is completed once; the repeat reports false.
+    let todo = completions
+      .map((c, index) => ({ c, index }))
+      .filter(({ c }) => !seen.has(c.record.sourceSnapshotId) && seen.add(c.record.sourceSnapshotId));
+    while (todo.length > 0) {
+      let chunk = todo.slice(0, CHUNK);
+      todo = todo.slice(chunk.length);
+      for (let round = 0; chunk.length > 0; round++) {
+        if (round === MAX_ROUNDS)
+          throw new RetryableError("ledger: completing copies kept losing races", "LedgerContention");
+        const items: TransactItem[] = [
+          this.control({ inFlight: -chunk.length, waiting: 0 }),
+          ...chunk.flatMap(({ c }) =>
+            this.leaving(c.record, {
+              expression:
+                "SET #status = :completed, copySnapshotId = :copy, completedAt = :at, gsi1pk = :settled" +
+                (c.incremental === undefined ? "" : ", #incremental = :inc") +
+                " REMOVE notBefore",
+              condition: "(attribute_not_exists(copySnapshotId) OR copySnapshotId = :copy)",
+              values: {
+                ":completed": "completed",
+                ":copy": c.copySnapshotId,
+                ":at": c.completedAt,
+                ":settled": `BACKUP#${c.record.backup}`,
+                ...(c.incremental === undefined ? {} : { ":inc": c.incremental }),
+              },
+            }),
+          ),
+        ];
+        const reasons = await this.transact(items);
+        if (!reasons) {
+          for (const { index } of chunk) result[index] = true;
+          break;
+        }
+        const failed = (i: number) => reasons[i]?.code === "ConditionalCheckFailed";
+        chunk = chunk.filter((_, i) => !failed(1 + 2 * i) && !failed(2 + 2 * i));
+      }
+    }
+    return result;
   }
 
   async release(record: LeaseHolder, outcome: ReleaseOutcome): Promise<boolean> {
     const counter =
       outcome.count === "none" ? "" : `, ${outcome.count} = if_not_exists(${outcome.count}, :zero) + :one`;
     const counterValues = outcome.count === "none" ? {} : { ":zero": 0, ":one": 1 };
-    if (outcome.status === "waiting") {
-      return this.leaveCopying(record, {
-        expression: `SET #status = :waiting, notBefore = :nb, reason = :reason${counter} REMOVE copySnapshotId, admittedAt`,
-        values: {
-          ":waiting": "waiting",
-          ":nb": outcome.notBefore,
-          ":reason": outcome.reason,
-          ...counterValues,
-        },
-      });
-    }
-    return this.leaveCopying(record, {
-      expression: `SET #status = :failed, reason = :reason, gsi1pk = :settled${counter}`,
-      values: {
-        ":failed": "failed",
-        ":reason": outcome.reason,
-        ":settled": `BACKUP#${record.backup}`,
-        ...counterValues,
-      },
-    });
+    const update =
+      outcome.status === "waiting"
+        ? {
+            expression: `SET #status = :waiting, notBefore = :nb, reason = :reason${counter} REMOVE copySnapshotId, admittedAt`,
+            values: {
+              ":waiting": "waiting",
+              ":nb": outcome.notBefore,
+              ":reason": outcome.reason,
+              ...counterValues,
+            },
+          }
+        : {
+            expression: `SET #status = :failed, reason = :reason, gsi1pk = :settled${counter}`,
+            values: {
+              ":failed": "failed",
+              ":reason": outcome.reason,
+              ":settled": `BACKUP#${record.backup}`,
+              ...counterValues,
+            },
+          };
+    const items = [
+      this.control({ inFlight: -1, waiting: outcome.status === "waiting" ? 1 : 0 }),
+      ...this.leaving(record, update),
+    ];
+    return (await this.transact(items)) === undefined;
   }
 
-  async supersede(sourceSnapshotId: string, backup: string, by: string): Promise<boolean> {
-    return this.conditional(
-      () =>
-        this.db.send(
-          new TransactWriteCommand({
-            TransactItems: [
-              {
-                ConditionCheck: {
-                  TableName: this.table,
-                  Key: backupKey(backup),
-                  ConditionExpression: "attribute_not_exists(started)",
-                },
+  async supersedeMany(backup: string, sourceSnapshotIds: readonly string[], by: string): Promise<number> {
+    let done = 0;
+    let todo = [...new Set(sourceSnapshotIds)];
+    while (todo.length > 0) {
+      let chunk = todo.slice(0, 90);
+      todo = todo.slice(chunk.length);
+      for (let round = 0; chunk.length > 0; round++) {
+        if (round === MAX_ROUNDS)
+          throw new RetryableError("ledger: superseding kept losing races", "LedgerContention");
+        const items: TransactItem[] = [
+          {
+            ConditionCheck: {
+              TableName: this.table,
+              Key: startedKey(backup),
+              ConditionExpression: "attribute_not_exists(pk)",
+            },
+          },
+          this.control({ inFlight: 0, waiting: -chunk.length }),
+          ...chunk.map((id) => ({
+            Update: {
+              TableName: this.table,
+              Key: snapKey(id),
+              UpdateExpression:
+                "SET #status = :superseded, reason = :reason, gsi1pk = :settled REMOVE notBefore",
+              ConditionExpression: "#status = :waiting",
+              ExpressionAttributeNames: { "#status": "status" },
+              ExpressionAttributeValues: {
+                ":superseded": "superseded",
+                ":waiting": "waiting",
+                ":reason": `superseded by newer backup ${by}`,
+                ":settled": `BACKUP#${backup}`,
               },
-              {
-                Update: {
-                  TableName: this.table,
-                  Key: snapKey(sourceSnapshotId),
-                  UpdateExpression:
-                    "SET #status = :superseded, reason = :reason, gsi1pk = :settled REMOVE notBefore",
-                  ConditionExpression: "#status = :waiting",
-                  ExpressionAttributeNames: { "#status": "status" },
-                  ExpressionAttributeValues: {
-                    ":superseded": "superseded",
-                    ":waiting": "waiting",
-                    ":reason": `superseded by newer backup ${by}`,
-                    ":settled": `BACKUP#${backup}`,
-                  },
-                },
-              },
-            ],
-          }),
-        ),
-      true,
-      false,
-    );
+            },
+          })),
+        ];
+        const reasons = await this.transact(items);
+        if (!reasons) {
+          done += chunk.length;
+          break;
+        }
+        // The backup started copying meanwhile: none of it may be superseded any more.
+        if (reasons[0]?.code === "ConditionalCheckFailed") return done;
+        chunk = chunk.filter((_, i) => reasons[2 + i]?.code !== "ConditionalCheckFailed");
+      }
+    }
+    return done;
   }
 
   async flag(sourceSnapshotId: string, flag: "stuck" | "missedDeadline"): Promise<void> {
@@ -456,13 +702,16 @@ export class DynamoLedger implements Ledger, BackupLedger {
 
   /** Every record of one backup (open or settled); for reports and the status command. */
   async listBackup(backup: string): Promise<SnapshotRecord[]> {
-    const all = [...(await this.queryIndex(OPEN)), ...(await this.queryIndex(`BACKUP#${backup}`))];
-    return all.filter((r) => r.backup === backup);
+    const all = [...(await this.queryItems(OPEN)), ...(await this.queryItems(`BACKUP#${backup}`))];
+    return all
+      .filter((i) => i.sk === "SNAP")
+      .map(fromItem)
+      .filter((r) => r.backup === backup);
   }
 
-  /** All snapshot records under one `byStatus` partition, every page. */
-  private async queryIndex(gsi1pk: string): Promise<SnapshotRecord[]> {
-    const out: SnapshotRecord[] = [];
+  /** Every item under one `byStatus` partition, every page. */
+  private async queryItems(gsi1pk: string): Promise<Item[]> {
+    const out: Item[] = [];
     for await (const page of paginateQuery(
       { client: this.db },
       {
@@ -472,7 +721,7 @@ export class DynamoLedger implements Ledger, BackupLedger {
         ExpressionAttributeValues: { ":pk": gsi1pk },
       },
     )) {
-      for (const item of page.Items ?? []) out.push(fromItem(item));
+      out.push(...(page.Items ?? []));
     }
     return out;
   }

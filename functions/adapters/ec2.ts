@@ -143,14 +143,19 @@ export class Ec2SnapshotCopier implements SnapshotCopier {
     return snaps.flatMap((s) => copyState(s) ?? []);
   }
 
-  async findCopiesOf(sourceSnapshotId: string): Promise<CopyState[]> {
-    const out = await this.clientFor(this.failoverRegion).send(
-      new DescribeSnapshotsCommand({
-        OwnerIds: ["self"],
-        Filters: [{ Name: `tag:${SOURCE_SNAPSHOT_TAG}`, Values: [sourceSnapshotId] }],
-      }),
-    );
-    return (out.Snapshots ?? []).flatMap((s) => copyState(s) ?? []);
+  async findCopiesOf(sourceSnapshotIds: readonly string[]): Promise<CopyState[]> {
+    const out: CopyState[] = [];
+    // EC2 accepts up to 200 values per filter.
+    for (let i = 0; i < sourceSnapshotIds.length; i += 200) {
+      const page = await this.clientFor(this.failoverRegion).send(
+        new DescribeSnapshotsCommand({
+          OwnerIds: ["self"],
+          Filters: [{ Name: `tag:${SOURCE_SNAPSHOT_TAG}`, Values: sourceSnapshotIds.slice(i, i + 200) }],
+        }),
+      );
+      out.push(...(page.Snapshots ?? []).flatMap((s) => copyState(s) ?? []));
+    }
+    return out;
   }
 
   async deleteCopy(copySnapshotId: string): Promise<boolean> {

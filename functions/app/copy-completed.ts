@@ -4,7 +4,7 @@ import { logMetrics } from "@aws-lambda-powertools/metrics/middleware";
 import middy from "@middy/core";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
 import { errorMessage } from "../core/errors.js";
-import type { AdmitReport } from "../core/plane.js";
+import type { AdmitReport, SettledCopies } from "../core/plane.js";
 import { METRIC, publishAdmit, publishCopyOutcome, publishReady } from "./metrics.js";
 import type { Runtime } from "./runtime.js";
 import { accountOf, type MessageOutcome, parseMessage, toBatchResponse } from "./sqs.js";
@@ -20,8 +20,7 @@ export async function processCopyMessages(
 ): Promise<{ outcomes: MessageOutcome[]; admit?: AdmitReport }> {
   const { plane, logger, metrics } = rt;
   const outcomes: MessageOutcome[] = [];
-  let freed = false;
-  const settledBackups = new Set<string>();
+  const copies: Array<{ messageId: string; ev: CopyEvent }> = [];
   for (const record of records) {
     const { messageId } = record;
     const parsed = parseMessage(record, rt.config.accountId ?? account);
@@ -37,35 +36,49 @@ export async function processCopyMessages(
       outcomes.push({ messageId, outcome: "ignored", reason });
       continue;
     }
-    try {
-      const o = await plane.onCopyEvent(ev);
-      publishCopyOutcome(metrics, o);
-      if (o.status === "ignored") {
-        logger.info("copy event ignored", { messageId, copySnapshotId: ev.snapshotId, reason: o.reason });
-        outcomes.push({ messageId, outcome: "ignored", reason: o.reason });
-      } else {
-        freed ||= o.status !== "flagged";
-        if (o.status === "completed" || o.status === "failed") settledBackups.add(o.record.backup);
-        logger.info("copy settled", { messageId, copySnapshotId: ev.snapshotId, status: o.status });
-        outcomes.push({ messageId, outcome: o.status === "completed" ? "completed" : "settled" });
-      }
-    } catch (err) {
-      logger.warn("copy event will be retried", { messageId, error: errorMessage(err) });
+    copies.push({ messageId, ev });
+  }
+  metrics.addMetric(METRIC.copyEventsProcessed, MetricUnit.Count, records.length);
+  if (copies.length === 0) return { outcomes };
+
+  // The batch settles with one read of the open set and one transaction; if that fails, every
+  // copy event of the batch is retried (settling is idempotent).
+  let settled: SettledCopies;
+  try {
+    settled = await plane.settleCopies(copies.map((c) => c.ev));
+  } catch (err) {
+    logger.warn("copy events will be retried", { error: errorMessage(err) });
+    for (const { messageId } of copies)
       outcomes.push({ messageId, outcome: "retry", reason: errorMessage(err) });
+    return { outcomes };
+  }
+  let freed = false;
+  for (const [i, { messageId, ev }] of copies.entries()) {
+    const o = settled.outcomes[i] ?? { status: "ignored", reason: "no outcome" };
+    publishCopyOutcome(metrics, o);
+    if (o.status === "ignored") {
+      logger.info("copy event ignored", { messageId, copySnapshotId: ev.snapshotId, reason: o.reason });
+      outcomes.push({ messageId, outcome: "ignored", reason: o.reason });
+    } else {
+      freed ||= o.status !== "flagged";
+      logger.info("copy settled", { messageId, copySnapshotId: ev.snapshotId, status: o.status });
+      outcomes.push({ messageId, outcome: o.status === "completed" ? "completed" : "settled" });
     }
   }
-  metrics.addMetric(METRIC.copyEventsProcessed, MetricUnit.Count, outcomes.length);
   let admit: AdmitReport | undefined;
   if (freed) {
     try {
-      admit = await plane.admit();
+      admit = await plane.admit(settled.state);
     } catch (err) {
       logger.error("admitting copies failed; the sweep will retry", { error: errorMessage(err) });
     }
   }
-  await evaluateBackups(rt, settledBackups);
+  // Only a backup with no open record left can have become DR-ready.
+  await evaluateBackups(rt, settled.drained);
   return { outcomes, ...(admit ? { admit } : {}) };
 }
+
+type CopyEvent = Parameters<Runtime["plane"]["onCopyEvent"]>[0];
 
 /**
  * A settled copy may complete its backup: judge those backups now rather than at the next sweep.

@@ -72,7 +72,16 @@ export async function processSnapshotMessages(
     }
   }
 
-  const ingested = await plane.ingest(requests);
+  // One transaction records the batch and, when nothing waits and slots are free, starts copies.
+  // A failure to admit after the snapshots are durable fails no message: the sweep admits them.
+  let ingested: Map<string, IngestOutcome>;
+  let admit: AdmitReport | undefined;
+  try {
+    ({ outcomes: ingested, admit } = await plane.intake(requests));
+  } catch (err) {
+    logger.error("admitting copies failed; the sweep will retry", { error: errorMessage(err) });
+    ingested = await plane.ingest(requests);
+  }
   for (const [messageId, keys] of keysOf) {
     const results = keys.flatMap((k) => ingested.get(k) ?? []);
     const retry = results.find((r) => r.status === "retry");
@@ -88,14 +97,7 @@ export async function processSnapshotMessages(
     else if (o.outcome === "retry")
       logger.warn("event will be retried", { messageId: o.messageId, reason: o.reason });
   }
-  // The snapshots are durable now; if admitting fails the sweep admits them, so no message fails for it.
-  if (!list.some((o) => o.outcome === "recorded")) return { outcomes: list };
-  try {
-    return { outcomes: list, admit: await plane.admit() };
-  } catch (err) {
-    logger.error("admitting copies failed; the sweep will retry", { error: errorMessage(err) });
-    return { outcomes: list };
-  }
+  return { outcomes: list, ...(admit ? { admit } : {}) };
 }
 
 function reasonOf(o: IngestOutcome): { reason?: string } {

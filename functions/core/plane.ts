@@ -12,7 +12,16 @@ import {
   VELERO_PV_TAG,
   VELERO_SCHEDULE_TAG,
 } from "./model.js";
-import type { Clock, CopyState, Ledger, Log, SnapshotCopier, SourceSnapshots } from "./ports.js";
+import type {
+  Admission,
+  Clock,
+  CopyState,
+  Ledger,
+  Log,
+  OpenState,
+  SnapshotCopier,
+  SourceSnapshots,
+} from "./ports.js";
 import { backoffMs, plan } from "./scheduler.js";
 
 export interface PlaneDeps {
@@ -58,6 +67,15 @@ export type CopyEventOutcome =
   | { status: "flagged"; record: SnapshotRecord }
   | { status: "ignored"; reason: string };
 
+/** Copy events of one batch, settled with one read of the open set and one transaction. */
+export interface SettledCopies {
+  outcomes: CopyEventOutcome[];
+  /** The open set as it stands after settling: the admission that follows plans from it. */
+  state: OpenState;
+  /** Backups a copy of which settled here and that have no open record left (worth judging now). */
+  drained: string[];
+}
+
 export interface SweepReport {
   /** Velero snapshots found in a source region that no event had announced (now recorded). */
   discovered: number;
@@ -67,7 +85,18 @@ export interface SweepReport {
   requeued: number;
   stuck: string[];
   counterDrift: number;
+  /** The waiting counter minus the waiting records (0 unless something is wrong). */
+  backlogDrift: number;
   admit: AdmitReport;
+}
+
+type CopyEvent = Extract<
+  ClassifiedEvent,
+  { kind: "snapshot-copied" | "copy-failed" | "copy-missed-deadline" }
+>;
+
+function emptyAdmitReport(): AdmitReport {
+  return { admitted: [], superseded: 0, throttled: 0, failed: 0, lostRaces: 0, inFlight: 0, waiting: 0 };
 }
 
 /** AWS allows at most 50 tags per resource. */
@@ -144,7 +173,25 @@ export class ReplicationPlane {
    * whole batch; a snapshot that cannot be read yet is retried, one that is not Velero's skipped.
    */
   async ingest(requests: readonly IngestRequest[]): Promise<Map<string, IngestOutcome>> {
-    const { sources, log } = this.deps;
+    return (await this.take(requests, false)).outcomes;
+  }
+
+  /**
+   * What `replicate` does with a batch of snapshot events: records the snapshots and, when nothing
+   * waits and slots are free, starts their copies in the same ledger transaction (no read of the
+   * open set). When the write finds a backlog with free slots, the scheduler runs as usual.
+   */
+  async intake(
+    requests: readonly IngestRequest[],
+  ): Promise<{ outcomes: Map<string, IngestOutcome>; admit?: AdmitReport }> {
+    return this.take(requests, true);
+  }
+
+  private async take(
+    requests: readonly IngestRequest[],
+    admitNow: boolean,
+  ): Promise<{ outcomes: Map<string, IngestOutcome>; admit?: AdmitReport }> {
+    const { sources, ledger, log, clock } = this.deps;
     const outcomes = new Map<string, IngestOutcome>();
     const byRegion = new Map<string, IngestRequest[]>();
     for (const r of requests) {
@@ -157,6 +204,7 @@ export class ReplicationPlane {
       }
       byRegion.set(r.region, [...(byRegion.get(r.region) ?? []), r]);
     }
+    const fresh = new Map<string, { record: SnapshotRecord; keys: string[] }>();
     for (const [region, reqs] of byRegion) {
       let found: Map<string, SourceSnapshot>;
       try {
@@ -168,33 +216,79 @@ export class ReplicationPlane {
         continue;
       }
       for (const r of reqs) {
-        outcomes.set(r.key, await this.recordOne(r, found.get(r.snapshotId)));
+        const s = found.get(r.snapshotId);
+        const verdict = await this.classify(r, s);
+        if (verdict !== "record" || !s) {
+          outcomes.set(r.key, verdict === "record" ? { status: "retry", reason: "unreachable" } : verdict);
+          continue;
+        }
+        const f = fresh.get(s.snapshotId) ?? { record: toRecord(s, "waiting"), keys: [] };
+        f.keys.push(r.key);
+        fresh.set(s.snapshotId, f);
       }
     }
     for (const [key, o] of outcomes) {
       if (o.status === "skipped") log.info("snapshot skipped", { key, reason: o.reason });
     }
-    return outcomes;
+    if (fresh.size === 0) return { outcomes };
+
+    const now = clock.now();
+    const records = [...fresh.values()].map((f) => f.record);
+    // Planned over the new snapshots alone: the ledger admits them only if nothing else waits.
+    const admit = admitNow
+      ? plan({ open: records, startedBackups: new Set(), budget: this.config.copyBudget, now }).admit
+      : [];
+    const chosen = new Set(admit.map((r) => r.sourceSnapshotId));
+    let written: Awaited<ReturnType<Ledger["recordMany"]>>;
+    try {
+      written = await ledger.recordMany(
+        { admit, wait: records.filter((r) => !chosen.has(r.sourceSnapshotId)) },
+        this.config.copyBudget,
+        this.config.kmsKeyId,
+        now,
+      );
+    } catch (err) {
+      const reason = classifyAwsError(err, "ledger write").message;
+      for (const f of fresh.values()) for (const k of f.keys) outcomes.set(k, { status: "retry", reason });
+      return { outcomes };
+    }
+    const duplicates = new Set(written.duplicates);
+    for (const [id, f] of fresh) {
+      const status = duplicates.has(id) ? "duplicate" : "recorded";
+      for (const k of f.keys) outcomes.set(k, { status, backup: f.record.backup });
+    }
+    if (!admitNow) return { outcomes };
+    const report = emptyAdmitReport();
+    await this.startCopies(written.admitted, report, now);
+    const { inFlight, waiting } = written.control;
+    if (waiting > 0 && inFlight < this.config.copyBudget) {
+      // A backlog and free slots: the scheduler decides what goes first.
+      const more = await this.admit();
+      return { outcomes, admit: mergeReports(report, more) };
+    }
+    report.inFlight = Math.max(inFlight, report.admitted.length);
+    report.waiting = written.waiting.length;
+    return { outcomes, admit: report };
   }
 
-  private async recordOne(r: IngestRequest, s: SourceSnapshot | undefined): Promise<IngestOutcome> {
+  /** Whether a described snapshot is ours to record; a failed one is recorded as failed here. */
+  private async classify(r: IngestRequest, s: SourceSnapshot | undefined): Promise<IngestOutcome | "record"> {
     if (!s) return { status: "retry", reason: `snapshot ${r.snapshotId} not found in ${r.region} (yet)` };
     const why = ineligibility(s.tags, this.config);
     if (why) return { status: "skipped", reason: why };
     if (s.state === "error") {
-      const status = await this.deps.ledger.recordSourceFailure(
-        toRecord(s, "failed", "source snapshot in error state"),
-      );
-      return { status: status, backup: s.tags[VELERO_BACKUP_TAG] ?? "" };
+      try {
+        const status = await this.deps.ledger.recordSourceFailure(
+          toRecord(s, "failed", "source snapshot in error state"),
+        );
+        return { status, backup: s.tags[VELERO_BACKUP_TAG] ?? "" };
+      } catch (err) {
+        return { status: "retry", reason: classifyAwsError(err, "ledger write").message };
+      }
     }
     if (s.state !== "completed")
       return { status: "retry", reason: `snapshot ${s.snapshotId} is still ${s.state}` };
-    try {
-      const status = await this.deps.ledger.recordSource(toRecord(s, "waiting"));
-      return { status, backup: s.tags[VELERO_BACKUP_TAG] ?? "" };
-    } catch (err) {
-      return { status: "retry", reason: classifyAwsError(err, "ledger write").message };
-    }
+    return "record";
   }
 
   /** Records a snapshot that failed in its region (from its createSnapshot event). Never copied. */
@@ -221,33 +315,48 @@ export class ReplicationPlane {
     return { status, backup: tags[VELERO_BACKUP_TAG] ?? "" };
   }
 
-  /** Supersedes stale backups and starts as many copies as the budget allows. */
-  async admit(): Promise<AdmitReport> {
-    const { ledger, copier, clock, log } = this.deps;
+  /**
+   * Supersedes stale backups and starts as many copies as the budget allows: one read of the open
+   * set (unless the caller has it), one transaction to admit, one CopySnapshot per copy.
+   */
+  async admit(loaded?: OpenState): Promise<AdmitReport> {
+    const { ledger, clock, log } = this.deps;
     const now = clock.now();
-    const state = await ledger.loadOpen();
+    const state = loaded ?? (await ledger.loadOpen());
     const p = plan({ ...state, budget: this.config.copyBudget, now });
-    const report: AdmitReport = {
-      admitted: [],
-      superseded: 0,
-      throttled: 0,
-      failed: 0,
-      lostRaces: 0,
-      inFlight: p.inFlight,
-      waiting: p.waiting,
-    };
+    const report = emptyAdmitReport();
+    report.inFlight = p.inFlight;
+    report.waiting = p.waiting;
+    const stale = new Map<string, { ids: string[]; by: string }>();
     for (const { record, by } of p.supersede) {
-      if (await ledger.supersede(record.sourceSnapshotId, record.backup, by)) {
-        report.superseded++;
-        log.info("copy superseded", { sourceSnapshotId: record.sourceSnapshotId, backup: record.backup, by });
-      }
+      const g = stale.get(record.backup) ?? { ids: [], by };
+      g.ids.push(record.sourceSnapshotId);
+      stale.set(record.backup, g);
     }
-    for (const record of p.admit) {
-      const lease = await ledger.admit(record, this.config.copyBudget, this.config.kmsKeyId, now);
-      if (!lease) {
-        report.lostRaces++;
-        continue;
-      }
+    for (const [backup, { ids, by }] of stale) {
+      const n = await ledger.supersedeMany(backup, ids, by);
+      report.superseded += n;
+      if (n > 0) log.info("backup superseded", { backup, by, snapshots: n });
+    }
+    if (p.admit.length === 0) return report;
+    const { admitted, lostRaces } = await ledger.admitMany(
+      p.admit,
+      this.config.copyBudget,
+      this.config.kmsKeyId,
+      now,
+    );
+    report.lostRaces = lostRaces.length;
+    await this.startCopies(admitted, report, now);
+    // Planned but not started (throttled, refused and retrying, or not tried after a throttle)
+    // are still waiting; lost races were taken by another invocation.
+    report.waiting += p.admit.length - report.admitted.length - report.failed - report.lostRaces;
+    return report;
+  }
+
+  /** CopySnapshot for each admitted copy; a throttle releases it and the rest, backing off. */
+  private async startCopies(admitted: readonly Admission[], report: AdmitReport, now: Date): Promise<void> {
+    const { ledger, copier, log } = this.deps;
+    for (const [i, { record, kmsKeyId }] of admitted.entries()) {
       try {
         const copySnapshotId = await copier.copy({
           sourceSnapshotId: record.sourceSnapshotId,
@@ -259,7 +368,7 @@ export class ReplicationPlane {
             volumeId: record.volumeId,
             tags: record.tags,
           }),
-          ...(lease.kmsKeyId ? { kmsKeyId: lease.kmsKeyId } : {}),
+          ...(kmsKeyId ? { kmsKeyId } : {}),
           ...(this.config.completionDurationMinutes
             ? { completionDurationMinutes: this.config.completionDurationMinutes }
             : {}),
@@ -267,7 +376,8 @@ export class ReplicationPlane {
             record.tags[VELERO_PV_TAG] ?? "?"
           }) from ${record.sourceRegion}`,
         });
-        await ledger.noteCopyStarted(record.sourceSnapshotId, copySnapshotId, lease.kmsKeyId);
+        // The copy's id is not written here: its completion event carries it, and the sweep
+        // finds a copy by our source tag if that event never comes.
         report.admitted.push(record.sourceSnapshotId);
         report.inFlight++;
         log.info("copy started", {
@@ -293,113 +403,167 @@ export class ReplicationPlane {
             notBefore,
             code: e.code,
           });
-          break; // the API or the copy quota said "slow down": stop admitting for this round
+          // The API or the copy quota said "slow down": the rest of this round waits as well.
+          for (const rest of admitted.slice(i + 1)) {
+            await ledger.release(rest.record, {
+              status: "waiting",
+              notBefore,
+              reason: `not started: ${e.message}`,
+              count: "none",
+            });
+          }
+          return;
         }
         // Refused for a reason retrying soon will not fix (source gone, bad key, a bug): counted
         // against the copy's attempts, like an asynchronous copy failure.
-        const outcome = await this.failCopy({ ...record, status: "copying" }, e.message);
+        const { outcome } = await this.failCopy(record, e.message);
         if (outcome.status === "failed") report.failed++;
       }
     }
-    // Planned but not started (throttled, refused and retrying, or not tried after a throttle)
-    // are still waiting; lost races were taken by another invocation.
-    report.waiting += p.admit.length - report.admitted.length - report.failed - report.lostRaces;
-    return report;
   }
 
-  /** Reacts to a copySnapshot outcome in the failover region (event or sweep). */
-  async onCopyEvent(
-    ev: Extract<ClassifiedEvent, { kind: "snapshot-copied" | "copy-failed" | "copy-missed-deadline" }>,
-  ): Promise<CopyEventOutcome> {
+  /** Reacts to one copySnapshot outcome in the failover region (no admission). */
+  async onCopyEvent(ev: CopyEvent): Promise<CopyEventOutcome> {
+    const { outcomes } = await this.settleCopies([ev]);
+    return outcomes[0] ?? { status: "ignored", reason: "no outcome" };
+  }
+
+  /**
+   * Reacts to a batch of copySnapshot outcomes: the open set is read once (it holds every copying
+   * record, so no read per event), completions share one transaction. Events for records that are
+   * not open are checked against the ledger one by one (duplicates, late or foreign events).
+   */
+  async settleCopies(events: readonly CopyEvent[], loaded?: OpenState): Promise<SettledCopies> {
     const { ledger, clock, log } = this.deps;
-    if (ev.region !== this.config.failoverRegion) {
-      return { status: "ignored", reason: `copy in ${ev.region}, not the failover region` };
+    const state = loaded ?? (await ledger.loadOpen());
+    const open = new Map(state.open.map((r) => [r.sourceSnapshotId, r]));
+    const outcomes: CopyEventOutcome[] = [];
+    const completions: Array<{ index: number; record: SnapshotRecord; ev: CopyEvent; completedAt: string }> =
+      [];
+    const settled = new Set<string>();
+    const leave = (r: SnapshotRecord, after?: SnapshotRecord) => {
+      open.delete(r.sourceSnapshotId);
+      if (after) open.set(after.sourceSnapshotId, after);
+      state.inFlightCounter--;
+      if (after) state.waitingCounter++;
+      settled.add(r.backup);
+    };
+    for (const [index, ev] of events.entries()) {
+      if (ev.region !== this.config.failoverRegion) {
+        outcomes[index] = { status: "ignored", reason: `copy in ${ev.region}, not the failover region` };
+        continue;
+      }
+      const sourceId = ev.sourceSnapshotId;
+      if (!sourceId) {
+        outcomes[index] = { status: "ignored", reason: "event names no source snapshot" };
+        continue;
+      }
+      const cached = open.get(sourceId);
+      const record = cached?.status === "copying" ? cached : await ledger.get(sourceId);
+      if (!record) {
+        outcomes[index] = { status: "ignored", reason: `source snapshot ${sourceId} is not in the ledger` };
+        continue;
+      }
+      if (record.copySnapshotId && record.copySnapshotId !== ev.snapshotId) {
+        outcomes[index] = {
+          status: "ignored",
+          reason: `copy ${ev.snapshotId} is not ours (ours is ${record.copySnapshotId})`,
+        };
+        continue;
+      }
+      if (record.status !== "copying") {
+        outcomes[index] = { status: "ignored", reason: `already ${record.status} (duplicate or late event)` };
+        continue;
+      }
+      if (ev.kind === "copy-missed-deadline") {
+        await ledger.flag(sourceId, "missedDeadline");
+        log.warn("time-based copy missed its completion duration", {
+          sourceSnapshotId: sourceId,
+          copy: ev.snapshotId,
+        });
+        outcomes[index] = { status: "flagged", record };
+      } else if (ev.kind === "snapshot-copied") {
+        completions.push({ index, record, ev, completedAt: ev.endTime ?? clock.now().toISOString() });
+      } else {
+        const { outcome, after } = await this.failCopy(
+          record,
+          `copy ${ev.snapshotId} failed: ${ev.cause || "no cause given"}`,
+        );
+        if (outcome.status !== "ignored") leave(record, after);
+        outcomes[index] = outcome;
+      }
     }
-    const sourceId = ev.sourceSnapshotId;
-    if (!sourceId) return { status: "ignored", reason: "event names no source snapshot" };
-    const record = await ledger.get(sourceId);
-    if (!record) return { status: "ignored", reason: `source snapshot ${sourceId} is not in the ledger` };
-    if (record.copySnapshotId && record.copySnapshotId !== ev.snapshotId) {
-      return {
-        status: "ignored",
-        reason: `copy ${ev.snapshotId} is not ours (ours is ${record.copySnapshotId})`,
-      };
-    }
-    if (record.status !== "copying") {
-      return { status: "ignored", reason: `already ${record.status} (duplicate or late event)` };
-    }
-    if (ev.kind === "copy-missed-deadline") {
-      await ledger.flag(sourceId, "missedDeadline");
-      log.warn("time-based copy missed its completion duration", {
-        sourceSnapshotId: sourceId,
-        copy: ev.snapshotId,
-      });
-      return { status: "flagged", record };
-    }
-    if (ev.kind === "snapshot-copied") {
-      const completedAt = ev.endTime ?? clock.now().toISOString();
-      const done = await ledger.complete(record, {
+    const done = await ledger.completeMany(
+      completions.map(({ record, ev, completedAt }) => ({
+        record,
         copySnapshotId: ev.snapshotId,
         completedAt,
-        ...(ev.incremental === undefined ? {} : { incremental: ev.incremental }),
-      });
-      if (!done) return { status: "ignored", reason: "lost a race with another delivery" };
-      const lagSeconds = Math.max(0, (Date.parse(completedAt) - Date.parse(record.startTime)) / 1000);
-      return {
+        ...(ev.kind === "snapshot-copied" && ev.incremental !== undefined
+          ? { incremental: ev.incremental }
+          : {}),
+      })),
+    );
+    for (const [i, { index, record, ev, completedAt }] of completions.entries()) {
+      if (!done[i]) {
+        outcomes[index] = { status: "ignored", reason: "lost a race with another delivery" };
+        continue;
+      }
+      leave(record);
+      const incremental = ev.kind === "snapshot-copied" ? ev.incremental : undefined;
+      outcomes[index] = {
         status: "completed",
         record,
         copySnapshotId: ev.snapshotId,
-        lagSeconds,
-        ...(ev.incremental === undefined ? {} : { incremental: ev.incremental }),
+        lagSeconds: Math.max(0, (Date.parse(completedAt) - Date.parse(record.startTime)) / 1000),
+        ...(incremental === undefined ? {} : { incremental }),
       };
     }
-    return this.failCopy(record, `copy ${ev.snapshotId} failed: ${ev.cause || "no cause given"}`);
+    state.open = [...open.values()];
+    const stillOpen = new Set(state.open.map((r) => r.backup));
+    return { outcomes, state, drained: [...settled].filter((b) => !stillOpen.has(b)) };
   }
 
-  /** A copy failed: retry it later, a bounded number of times, then give up with the reason. */
-  private async failCopy(record: SnapshotRecord, reason: string): Promise<CopyEventOutcome> {
+  /**
+   * A copy failed: retry it later, a bounded number of times, then give up with the reason.
+   * `after` is the record as it now waits (absent when it failed for good or lost a race).
+   */
+  private async failCopy(
+    record: SnapshotRecord,
+    reason: string,
+  ): Promise<{ outcome: CopyEventOutcome; after?: SnapshotRecord }> {
     const { ledger, clock, log } = this.deps;
     const attempts = record.attempts + 1;
+    const lost = { outcome: { status: "ignored" as const, reason: "lost a race with another delivery" } };
     if (attempts >= this.config.maxCopyAttempts) {
       const final = `${reason} (attempt ${attempts} of ${this.config.maxCopyAttempts}, giving up)`;
-      if (
-        !(await ledger.release(record, {
-          status: "failed",
-          reason: final,
-          count: "attempts",
-        }))
-      ) {
-        return { status: "ignored", reason: "lost a race with another delivery" };
-      }
+      if (!(await ledger.release(record, { status: "failed", reason: final, count: "attempts" })))
+        return lost;
       log.error("copy failed for good", { sourceSnapshotId: record.sourceSnapshotId, reason: final });
-      return { status: "failed", record, reason: final };
+      return { outcome: { status: "failed", record, reason: final } };
     }
     const notBefore = new Date(clock.now().getTime() + backoffMs(attempts, this.random)).toISOString();
     const again = `${reason} (attempt ${attempts} of ${this.config.maxCopyAttempts}, retrying after ${notBefore})`;
-    if (
-      !(await ledger.release(record, {
-        status: "waiting",
-        notBefore,
-        reason: again,
-        count: "attempts",
-      }))
-    ) {
-      return { status: "ignored", reason: "lost a race with another delivery" };
+    if (!(await ledger.release(record, { status: "waiting", notBefore, reason: again, count: "attempts" }))) {
+      return lost;
     }
     log.warn("copy failed, will retry", { sourceSnapshotId: record.sourceSnapshotId, reason: again });
-    return { status: "retrying", record, reason: again };
+    const after: SnapshotRecord = { ...record, status: "waiting", notBefore, attempts, reason: again };
+    delete after.copySnapshotId;
+    delete after.admittedAt;
+    return { outcome: { status: "retrying", record, reason: again }, after };
   }
 
   /**
    * Reconciliation: EBS events are best effort, so look at every copy in flight, settle the ones
-   * that finished without an event, flag the ones pending too long, recover copies whose id was
-   * never noted, then admit. No lost event can stall the plane.
+   * that finished without an event, flag the ones pending too long, find copies whose id the ledger
+   * has not learnt yet (by our source tag), then admit. No lost event can stall the plane.
    */
   async sweep(): Promise<SweepReport> {
     const { ledger, copier, clock, log } = this.deps;
     const now = clock.now();
     const state = await ledger.loadOpen();
     const copying = state.open.filter((r) => r.status === "copying");
+    const waiting = state.open.filter((r) => r.status === "waiting");
     const report: Omit<SweepReport, "admit"> = {
       discovered: await this.discover(now),
       completedWithoutEvent: 0,
@@ -408,13 +572,17 @@ export class ReplicationPlane {
       requeued: 0,
       stuck: [],
       counterDrift: state.inFlightCounter - copying.length,
+      backlogDrift: state.waitingCounter - waiting.length,
     };
-    if (report.counterDrift !== 0) {
-      log.warn("in-flight counter differs from copying records", {
-        counter: state.inFlightCounter,
+    if (report.counterDrift !== 0 || report.backlogDrift !== 0) {
+      log.warn("counters differ from the open records", {
+        inFlightCounter: state.inFlightCounter,
         copying: copying.length,
+        waitingCounter: state.waitingCounter,
+        waiting: waiting.length,
       });
     }
+    const found: Array<[SnapshotRecord, CopyState]> = [];
     const withId = copying.filter((r) => r.copySnapshotId);
     const states = new Map(
       (await copier.describeCopies(withId.map((r) => r.copySnapshotId ?? ""))).map((c) => [
@@ -424,27 +592,71 @@ export class ReplicationPlane {
     );
     for (const r of withId) {
       const c = states.get(r.copySnapshotId ?? "");
-      if (!c) {
-        if (await this.requeue(r, `copy ${r.copySnapshotId} no longer exists`)) report.requeued++;
-        continue;
-      }
-      await this.settle(r, c, now, report);
+      if (c) found.push([r, c]);
+      else if (await this.requeue(r, `copy ${r.copySnapshotId} no longer exists`)) report.requeued++;
     }
-    for (const r of copying.filter((x) => !x.copySnapshotId)) {
-      if (!r.admittedAt || now.getTime() - Date.parse(r.admittedAt) < LEASE_MS) continue;
-      const found = (await copier.findCopiesOf(r.sourceSnapshotId)).sort((a, b) =>
-        (a.startTime ?? "").localeCompare(b.startTime ?? ""),
-      )[0];
-      if (!found) {
-        if (await this.requeue(r, "admitted but no copy was made (the admitting invocation stopped)"))
+    // Copies whose id the ledger has not learnt (it learns ids from completion events): found by
+    // our source tag, one DescribeSnapshots for all of them.
+    const unnoted = copying.filter((r) => !r.copySnapshotId);
+    const bySource = new Map<string, CopyState>();
+    for (const c of await copier.findCopiesOf(unnoted.map((r) => r.sourceSnapshotId))) {
+      const prev = c.sourceSnapshotId ? bySource.get(c.sourceSnapshotId) : undefined;
+      if (c.sourceSnapshotId && (!prev || (c.startTime ?? "") < (prev.startTime ?? ""))) {
+        bySource.set(c.sourceSnapshotId, c);
+      }
+    }
+    for (const r of unnoted) {
+      const c = bySource.get(r.sourceSnapshotId);
+      if (!c) {
+        // Within the lease the admitting invocation may still be about to call CopySnapshot.
+        const expired = !r.admittedAt || now.getTime() - Date.parse(r.admittedAt) >= LEASE_MS;
+        if (
+          expired &&
+          (await this.requeue(r, "admitted but no copy was made (the admitting invocation stopped)"))
+        )
           report.requeued++;
         continue;
       }
-      if (await ledger.noteCopyStarted(r.sourceSnapshotId, found.copySnapshotId, r.kmsKeyId)) {
+      if (await ledger.noteCopyStarted(r.sourceSnapshotId, c.copySnapshotId, r.kmsKeyId)) {
         report.recoveredCopyIds++;
       }
-      await this.settle({ ...r, copySnapshotId: found.copySnapshotId }, found, now, report);
+      found.push([{ ...r, copySnapshotId: c.copySnapshotId }, c]);
     }
+    const events: CopyEvent[] = [];
+    for (const [r, c] of found) {
+      const base = { snapshotId: c.copySnapshotId, region: this.config.failoverRegion };
+      const source = { sourceSnapshotId: r.sourceSnapshotId, sourceRegion: r.sourceRegion };
+      if (c.state === "completed") {
+        events.push({ kind: "snapshot-copied", ...base, ...source, endTime: now.toISOString() });
+      } else if (c.state === "error") {
+        events.push({
+          kind: "copy-failed",
+          ...base,
+          ...source,
+          cause: c.stateMessage ?? "copy in error state",
+        });
+      } else if (
+        r.admittedAt &&
+        now.getTime() - Date.parse(r.admittedAt) > this.config.stuckAfterMinutes * 60_000
+      ) {
+        report.stuck.push(r.sourceSnapshotId);
+        if (!r.stuck) {
+          await ledger.flag(r.sourceSnapshotId, "stuck");
+          log.warn("copy pending too long", {
+            sourceSnapshotId: r.sourceSnapshotId,
+            copySnapshotId: c.copySnapshotId,
+            admittedAt: r.admittedAt,
+          });
+        }
+      }
+    }
+    if (events.length > 0) {
+      for (const o of (await this.settleCopies(events, state)).outcomes) {
+        if (o.status === "completed") report.completedWithoutEvent++;
+        else if (o.status === "retrying" || o.status === "failed") report.failedWithoutEvent++;
+      }
+    }
+    // Read again: discovery recorded snapshots the open set above does not hold.
     const admit = await this.admit();
     return { ...report, admit };
   }
@@ -459,54 +671,28 @@ export class ReplicationPlane {
     for (const region of this.config.sourceRegions) {
       const recent = await sources.listVelero(region, new Date(now.getTime() - DISCOVERY_WINDOW_MS));
       const known = await ledger.known(recent.map((s) => s.snapshotId));
+      const records: SnapshotRecord[] = [];
       for (const s of recent.filter((x) => !known.has(x.snapshotId))) {
-        const o = await this.recordOne({ key: s.snapshotId, snapshotId: s.snapshotId, region }, s);
-        if (o.status === "recorded") {
-          discovered++;
-          log.warn("snapshot found without its event", {
-            sourceSnapshotId: s.snapshotId,
-            region,
-            backup: o.backup,
-          });
-        }
+        const verdict = await this.classify({ key: s.snapshotId, snapshotId: s.snapshotId, region }, s);
+        if (verdict === "record") records.push(toRecord(s, "waiting"));
       }
-    }
-    return discovered;
-  }
-
-  private async settle(r: SnapshotRecord, c: CopyState, now: Date, report: Omit<SweepReport, "admit">) {
-    const base = { snapshotId: c.copySnapshotId, region: this.config.failoverRegion };
-    const source = { sourceSnapshotId: r.sourceSnapshotId, sourceRegion: r.sourceRegion };
-    if (c.state === "completed") {
-      const o = await this.onCopyEvent({
-        kind: "snapshot-copied",
-        ...base,
-        ...source,
-        endTime: now.toISOString(),
-      });
-      if (o.status === "completed") report.completedWithoutEvent++;
-    } else if (c.state === "error") {
-      const o = await this.onCopyEvent({
-        kind: "copy-failed",
-        ...base,
-        ...source,
-        cause: c.stateMessage ?? "copy in error state",
-      });
-      if (o.status === "retrying" || o.status === "failed") report.failedWithoutEvent++;
-    } else if (
-      r.admittedAt &&
-      now.getTime() - Date.parse(r.admittedAt) > this.config.stuckAfterMinutes * 60_000
-    ) {
-      report.stuck.push(r.sourceSnapshotId);
-      if (!r.stuck) {
-        await this.deps.ledger.flag(r.sourceSnapshotId, "stuck");
-        this.deps.log.warn("copy pending too long", {
+      if (records.length === 0) continue;
+      const written = await ledger.recordMany(
+        { admit: [], wait: records },
+        this.config.copyBudget,
+        undefined,
+        now,
+      );
+      for (const r of written.waiting) {
+        discovered++;
+        log.warn("snapshot found without its event", {
           sourceSnapshotId: r.sourceSnapshotId,
-          copySnapshotId: c.copySnapshotId,
-          admittedAt: r.admittedAt,
+          region,
+          backup: r.backup,
         });
       }
     }
+    return discovered;
   }
 
   private requeue(r: SnapshotRecord, reason: string): Promise<boolean> {
@@ -518,4 +704,17 @@ export class ReplicationPlane {
       count: "none",
     });
   }
+}
+
+/** Two admission rounds of one invocation, reported as one. */
+function mergeReports(a: AdmitReport, b: AdmitReport): AdmitReport {
+  return {
+    admitted: [...a.admitted, ...b.admitted],
+    superseded: a.superseded + b.superseded,
+    throttled: a.throttled + b.throttled,
+    failed: a.failed + b.failed,
+    lostRaces: a.lostRaces + b.lostRaces,
+    inFlight: b.inFlight,
+    waiting: b.waiting,
+  };
 }

@@ -20,57 +20,93 @@ export interface OpenState {
   startedBackups: Set<string>;
   /** The budget counter as stored (equals the copying records unless something is wrong). */
   inFlightCounter: number;
+  /** The backlog counter as stored (equals the waiting records unless something is wrong). */
+  waitingCounter: number;
 }
 
 export type RecordResult = "recorded" | "duplicate";
 
+/** A copy the ledger admitted, with the KMS key its lineage is pinned to. */
+export interface Admission {
+  record: SnapshotRecord;
+  kmsKeyId: string | undefined;
+}
+
+/** What one batched write of new snapshots did. */
+export interface RecordOutcome {
+  /** New snapshots recorded straight into `copying`: each holds a slot and its volume's lock. */
+  admitted: Admission[];
+  /** New snapshots recorded as `waiting`. */
+  waiting: SnapshotRecord[];
+  /** Snapshots the ledger already knew (repeated deliveries): nothing written for them. */
+  duplicates: string[];
+  /** The counters as the write found them: whether a planner run could admit more right now. */
+  control: { inFlight: number; waiting: number };
+}
+
+export interface CopyCompletion {
+  record: LeaseHolder;
+  copySnapshotId: string;
+  completedAt: string;
+  incremental?: boolean;
+}
+
 /**
- * The ledger: one record per source snapshot, plus the copy budget counter and one lineage lock
- * per volume. Every state change is a conditional write, so concurrent and repeated deliveries
- * agree on one outcome.
+ * The ledger: one record per source snapshot, a control item (copies in flight, copies waiting),
+ * one lineage lock per volume and a `started` marker per backup. Every state change is a
+ * conditional write or transaction, so concurrent and repeated deliveries agree on one outcome.
+ * The batched operations exist to keep AWS API calls per snapshot low (one transaction per batch);
+ * each behaves exactly like the same operations one by one.
  */
 export interface Ledger {
-  /** Records a source snapshot as waiting; "duplicate" when it is already known. */
-  recordSource(record: SnapshotRecord): Promise<RecordResult>;
+  /**
+   * Records new source snapshots in one write. `admit` (in priority order) go straight to
+   * `copying` while there is no backlog (no waiting record anywhere), a slot is free and the
+   * volume's lock is free; the rest, and all of `wait`, are recorded `waiting`.
+   */
+  recordMany(
+    batch: { admit: readonly SnapshotRecord[]; wait: readonly SnapshotRecord[] },
+    budget: number,
+    kmsKeyId: string | undefined,
+    now: Date,
+  ): Promise<RecordOutcome>;
   /** Records a source snapshot that failed in its own region; never copied. */
   recordSourceFailure(record: SnapshotRecord): Promise<RecordResult>;
   get(sourceSnapshotId: string): Promise<SnapshotRecord | undefined>;
   /** Which of these source snapshots the ledger knows, in any state. */
   known(sourceSnapshotIds: readonly string[]): Promise<Set<string>>;
-  /** Every waiting or copying record, and which of their backups have started copying. */
+  /** Every waiting or copying record, which backups have started copying, and the counters. */
   loadOpen(): Promise<OpenState>;
   /**
-   * Atomically: takes a budget slot (only while fewer than `budget` are in flight), takes the
-   * volume's lineage lock, moves the record waiting -> copying and marks its backup started.
-   * Returns the lineage's KMS key (pinned on first use) or false when any condition fails.
+   * Waiting records -> copying, in priority order, as far as the budget allows: each takes a
+   * budget slot and its volume's lineage lock, and marks its backup started. A record another
+   * invocation admitted or settled first is skipped (`lostRaces`). The KMS key is the lineage's
+   * (pinned on its first copy), else `kmsKeyId`.
    */
-  admit(
-    record: SnapshotRecord,
+  admitMany(
+    records: readonly SnapshotRecord[],
     budget: number,
     kmsKeyId: string | undefined,
     now: Date,
-  ): Promise<{ kmsKeyId: string | undefined } | false>;
-  /** Notes the copy's id once CopySnapshot answered (only while copying without a copy id). */
+  ): Promise<{ admitted: Admission[]; lostRaces: SnapshotRecord[] }>;
+  /** Notes the copy's id where the sweep found it by tag (only while copying without a copy id). */
   noteCopyStarted(
     sourceSnapshotId: string,
     copySnapshotId: string,
     kmsKeyId: string | undefined,
   ): Promise<boolean>;
   /**
-   * copying -> completed; frees the slot and the lock. False if it was not copying (duplicate event):
-   * the write itself checks, so the caller's copy of the record may be stale.
+   * copying -> completed, freeing slots and locks; per completion, false if it was not copying
+   * (duplicate event) or its copy is another one: the write itself checks.
    */
-  complete(
-    record: LeaseHolder,
-    copy: { copySnapshotId: string; completedAt: string; incremental?: boolean },
-  ): Promise<boolean>;
+  completeMany(completions: readonly CopyCompletion[]): Promise<boolean[]>;
   /**
    * copying -> waiting (retry after `notBefore`) or failed; frees the slot and the lock.
    * `count` names the counter the outcome increments (copy failures or throttles).
    */
   release(record: LeaseHolder, outcome: ReleaseOutcome): Promise<boolean>;
-  /** waiting -> superseded, only while its backup has not started copying. */
-  supersede(sourceSnapshotId: string, backup: string, by: string): Promise<boolean>;
+  /** waiting -> superseded, only while their backup has not started copying; how many were. */
+  supersedeMany(backup: string, sourceSnapshotIds: readonly string[], by: string): Promise<number>;
   /** Flags a copying record (idempotent): pending too long, or missed its time-based deadline. */
   flag(sourceSnapshotId: string, flag: "stuck" | "missedDeadline"): Promise<void>;
 }
@@ -107,8 +143,11 @@ export interface SnapshotCopier {
   copy(request: CopyRequest): Promise<string>;
   /** Current state of copies by id (missing ids are omitted). */
   describeCopies(copySnapshotIds: readonly string[]): Promise<CopyState[]>;
-  /** Finds copies of a source snapshot by our source tag (used when a copy id was never noted). */
-  findCopiesOf(sourceSnapshotId: string): Promise<CopyState[]>;
+  /**
+   * Copies of these source snapshots, found by our source tag (for copies whose id the ledger does
+   * not know yet: it learns ids from completion events, not by a write after each CopySnapshot).
+   */
+  findCopiesOf(sourceSnapshotIds: readonly string[]): Promise<CopyState[]>;
   /** Deletes one of our copies; false when it was already gone. */
   deleteCopy(copySnapshotId: string): Promise<boolean>;
   /** Every copy this pipeline made (snapshots of the failover region carrying our source tag). */

@@ -1,5 +1,5 @@
 import type { AwsStats } from "./aws.js";
-import { fluidNewestNext, lowerBound, recoveryPoints } from "./bound.js";
+import { chainBound, chainModel, fluidNewestNext, pointwiseBound, recoveryPoints } from "./bound.js";
 import { Engine, HOUR, MINUTE, SECOND, seeded } from "./engine.js";
 import { type ModelParams, makeWorkload, type Workload } from "./model.js";
 import { NaivePolicy } from "./policies/naive.js";
@@ -13,8 +13,10 @@ export interface RunOptions extends ModelParams {
   warmupHours: number;
   sweepMinutes: number;
   sampleSeconds: number;
-  /** Our copy budget; default the plane's (DEFAULTS.copyBudget = 16). A diagnostic knob. */
+  /** Our copy budget; default the plane's (DEFAULTS.copyBudget = 16). */
   copyBudget?: number;
+  /** Our scheduler again at these budgets, on the same workload (reported beside `runs`). */
+  alsoBudgets?: number[];
 }
 
 export type PolicyName = "naive" | "scheduler" | "bound";
@@ -25,6 +27,13 @@ export interface PolicyRun {
   age: Series;
   /** The bound only: the single-chain fluid reference (fluidNewestNext), to show its slack. */
   reference?: Series;
+  /** The bound only: the pointwise bound's age at every sample (<= every policy's, sample by sample). */
+  pointwise?: Series;
+  /**
+   * The bound only: the chain bound's p50/p99/max (s), lower bounds on each policy's, which override
+   * the statistics of `age` (there: a chain attaining the p99 bound, for the chart).
+   */
+  quantiles?: { p50: number; p99: number; max: number };
   /** Open work (snapshots still to copy) at every sample; not for the bound. */
   open?: Series;
   /** Per-controller recovery point ages pooled over controllers and samples (not for the bound). */
@@ -33,7 +42,7 @@ export interface PolicyRun {
   superseded?: number;
   /** Each backup as it became DR-ready (every copy completed). */
   readyLog?: Array<{ j: number; at: number }>;
-  /** Most copies of ours in flight at once, as the simulated AWS counted them. */
+  /** Ours: its copy budget and plane invocations; the bound: its DP's effort (evaluations, frontier). */
   policyDetail?: Record<string, number>;
   wallMs: number;
   policyObject?: Policy;
@@ -42,6 +51,8 @@ export interface PolicyRun {
 export interface Figures {
   controllers: number;
   policy: PolicyName;
+  /** Ours: the copy budget it ran with (the bound and naive use AWS's 20). */
+  copyBudget: number;
   p50RecoveryPointAgeSeconds: number;
   p99RecoveryPointAgeSeconds: number;
   maxRecoveryPointAgeSeconds: number;
@@ -66,6 +77,10 @@ export interface Figures {
   /** The bound row only: the single-chain fluid reference's p50/p99 (an ideal policy, not a bound). */
   fluidNewestNextP50RecoveryPointAgeSeconds: number | null;
   fluidNewestNextP99RecoveryPointAgeSeconds: number | null;
+  /** The bound row only: the old pointwise bound's p50/p99/max (looser than the chain bound). */
+  pointwiseP50RecoveryPointAgeSeconds: number | null;
+  pointwiseP99RecoveryPointAgeSeconds: number | null;
+  pointwiseMaxRecoveryPointAgeSeconds: number | null;
   wallSeconds: number;
 }
 
@@ -137,26 +152,45 @@ export function simulateBound(w: Workload, o: RunOptions): PolicyRun {
     const at = recoveryPoints(w, earliest);
     return t.map((time) => (time - at(time)) / SECOND);
   };
+  const model = chainModel(w);
+  const pointwise = { t, value: ages(pointwiseBound(model).earliest) };
+  // The chain bound on the same sample grid as the policies' statistics (see figures).
+  const step = o.sampleSeconds * SECOND;
+  const grid = { step, first: Math.ceil((o.warmupHours * HOUR) / step), last: t.length - 1 };
+  const h = measured(pointwise, o);
+  const chain = chainBound(model, grid, { p50: h.quantile(0.5), p99: h.quantile(0.99), max: h.max });
   return {
     policy: "bound",
-    age: { t, value: ages(lowerBound(w).earliest) },
+    age: { t, value: ages(chain.witness) },
+    quantiles: { p50: chain.p50, p99: chain.p99, max: chain.max },
+    pointwise,
     reference: { t, value: ages(fluidNewestNext(w)) },
+    policyDetail: {
+      evaluations: chain.evaluations,
+      largestFrontier: chain.largestFrontier,
+      coarsened: chain.coarsened,
+    },
     wallMs: performance.now() - wall,
   };
+}
+
+/** The samples the statistics cover: t >= warm-up. */
+function measured(s: Series, o: RunOptions): Histogram {
+  const warmup = o.warmupHours * HOUR;
+  const h = new Histogram();
+  s.t.forEach((t, i) => {
+    if (t >= warmup) h.add(s.value[i] as number);
+  });
+  return h;
 }
 
 export function figures(w: Workload, r: PolicyRun, o: RunOptions): Figures & { boundedness: Boundedness } {
   const warmup = o.warmupHours * HOUR;
   const day = o.hours * HOUR;
-  const measured = (s: Series) => {
-    const h = new Histogram();
-    s.t.forEach((t, i) => {
-      if (t >= warmup) h.add(s.value[i] as number);
-    });
-    return h;
-  };
-  const h = measured(r.age);
-  const ref = r.reference ? measured(r.reference) : undefined;
+  const h = measured(r.age, o);
+  const ref = r.reference ? measured(r.reference, o) : undefined;
+  const pw = r.pointwise ? measured(r.pointwise, o) : undefined;
+  const q = r.quantiles ?? { p50: h.quantile(0.5), p99: h.quantile(0.99), max: h.max };
   const b = boundedness(r.age, r.open, day, o.intervalMinutes * MINUTE, w.n);
   const s = r.aws;
   const measuredHours = (day - warmup) / HOUR;
@@ -165,9 +199,10 @@ export function figures(w: Workload, r: PolicyRun, o: RunOptions): Figures & { b
   return {
     controllers: w.n,
     policy: r.policy,
-    p50RecoveryPointAgeSeconds: h.quantile(0.5),
-    p99RecoveryPointAgeSeconds: h.quantile(0.99),
-    maxRecoveryPointAgeSeconds: h.max,
+    copyBudget: r.policyDetail?.copyBudget ?? AWS_CONCURRENT_COPIES,
+    p50RecoveryPointAgeSeconds: q.p50,
+    p99RecoveryPointAgeSeconds: q.p99,
+    maxRecoveryPointAgeSeconds: q.max,
     bounded: b.bounded,
     p50ControllerRecoveryPointAgeSeconds: pc ? pc.quantile(0.5) : null,
     p99ControllerRecoveryPointAgeSeconds: pc ? pc.quantile(0.99) : null,
@@ -188,10 +223,16 @@ export function figures(w: Workload, r: PolicyRun, o: RunOptions): Figures & { b
     meanOpenWorkQ4: b.meanOpenQ4 === undefined ? null : round(b.meanOpenQ4, 0),
     fluidNewestNextP50RecoveryPointAgeSeconds: ref ? ref.quantile(0.5) : null,
     fluidNewestNextP99RecoveryPointAgeSeconds: ref ? ref.quantile(0.99) : null,
+    pointwiseP50RecoveryPointAgeSeconds: pw ? pw.quantile(0.5) : null,
+    pointwiseP99RecoveryPointAgeSeconds: pw ? pw.quantile(0.99) : null,
+    pointwiseMaxRecoveryPointAgeSeconds: pw ? pw.max : null,
     wallSeconds: round(r.wallMs / 1000, 2),
     boundedness: b,
   };
 }
+
+/** AWS's concurrent copies per destination region: what naive and the bound may use. */
+const AWS_CONCURRENT_COPIES = 20;
 
 const round = (x: number, digits: number) => Math.round(x * 10 ** digits) / 10 ** digits;
 
@@ -199,6 +240,9 @@ export interface DayResult {
   workload: Workload;
   runs: PolicyRun[];
   figures: Figures[];
+  /** Ours at `alsoBudgets`. */
+  alsoRuns: PolicyRun[];
+  alsoFigures: Figures[];
 }
 
 /** One N: the workload once, then each policy and the bound on it. */
@@ -213,5 +257,14 @@ export async function simulateDay(o: RunOptions): Promise<DayResult> {
     const { boundedness: _b, ...f } = figures(workload, r, o);
     return f;
   });
-  return { workload, runs, figures: figs };
+  const alsoRuns: PolicyRun[] = [];
+  const alsoFigures: Figures[] = [];
+  for (const copyBudget of o.alsoBudgets ?? []) {
+    const ob = { ...o, copyBudget };
+    const run = await simulatePolicy(workload, "scheduler", ob);
+    const { boundedness: _b, ...f } = figures(workload, run, ob);
+    alsoRuns.push(run);
+    alsoFigures.push(f);
+  }
+  return { workload, runs, figures: figs, alsoRuns, alsoFigures };
 }

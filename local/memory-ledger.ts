@@ -120,6 +120,10 @@ export class MemoryLedger implements Ledger {
     return found;
   }
 
+  async stillOpen(sourceSnapshotIds: readonly string[]): Promise<Set<string>> {
+    return new Set(sourceSnapshotIds.filter((id) => this.open.has(id)));
+  }
+
   async loadOpen(): Promise<OpenState> {
     const open = [...this.open.values()];
     // As the DynamoDB ledger: the started flags of the open records' backups only.

@@ -261,13 +261,14 @@ export class EventSourceMapping {
     private readonly functionName: string,
     private readonly region: string,
     private readonly handler: SqsHandler,
+    private readonly batchSize = 10,
   ) {}
 
   async pollOnce(): Promise<number> {
     const out = await this.sqs.send(
       new ReceiveMessageCommand({
         QueueUrl: this.queue.url,
-        MaxNumberOfMessages: 10,
+        MaxNumberOfMessages: this.batchSize,
         WaitTimeSeconds: 0,
         MessageSystemAttributeNames: ["All"],
       }),
@@ -335,6 +336,19 @@ export interface LocalPlaneOptions {
   random?: () => number;
   fault?: Ec2Fault;
   logLevel?: "DEBUG" | "INFO" | "WARN" | "ERROR" | "SILENT";
+  /** Messages per invocation, as the mapping's BatchSize (default 10, the most one receive returns). */
+  batchSize?: number;
+  /** Instrumentation (bench/handlers.ts counts the handlers' AWS calls with these). */
+  instrument?: {
+    /** Called on each SDK client the handlers use (DynamoDB, S3, EC2 per region) once created. */
+    client?: (client: DynamoDBClient | S3Client | EC2Client) => void;
+    /** Wraps every handler invocation (replicate, copy-completed, register). */
+    invoke?: (
+      functionName: string,
+      event: SQSEvent,
+      run: () => Promise<SQSBatchResponse>,
+    ) => Promise<SQSBatchResponse>;
+  };
 }
 
 /**
@@ -366,6 +380,8 @@ export class LocalPlane {
     const sqs = new SQSClient(common);
     const dynamo = new DynamoDBClient(common);
     const s3 = new S3Client({ ...common, forcePathStyle: true });
+    o.instrument?.client?.(dynamo);
+    o.instrument?.client?.(s3);
     const config: ReplicationConfig = {
       ledgerTable: `${prefix}-ledger`,
       sourceRegions: [primaryRegion],
@@ -390,6 +406,7 @@ export class LocalPlane {
         ec2: { endpoint: o.endpoint, credentials: LOCAL_CREDENTIALS },
         dynamo,
         onEc2Client: (client, region) => {
+          o.instrument?.client?.(client);
           if (region === failoverRegion) emitter.attach(client, o.fault);
           else if (o.fault) EbsEventEmitter.faults(client, o.fault);
         },
@@ -402,7 +419,14 @@ export class LocalPlane {
       { s3 },
     );
     const sweep = makeSweepHandler(rt);
-    const handlers = { replicate: makeReplicateHandler(rt), copyCompleted: makeCopyCompletedHandler(rt) };
+    const invoke = o.instrument?.invoke;
+    const instrumented = (name: string, handler: SqsHandler): SqsHandler =>
+      invoke ? (event, context) => invoke(name, event, () => handler(event, context)) : handler;
+    const handlers = {
+      replicate: instrumented("replicate", makeReplicateHandler(rt)),
+      copyCompleted: instrumented("copy-completed", makeCopyCompletedHandler(rt)),
+    };
+    const batchSize = o.batchSize ?? 10;
     return new LocalPlane(
       rt,
       { events, sqs, dynamo, s3 },
@@ -416,6 +440,7 @@ export class LocalPlane {
           "replicate",
           failoverRegion,
           handlers.replicate,
+          batchSize,
         ),
         copyCompleted: new EventSourceMapping(
           sqs,
@@ -423,6 +448,7 @@ export class LocalPlane {
           "copy-completed",
           failoverRegion,
           handlers.copyCompleted,
+          batchSize,
         ),
         ...(backupQueue
           ? {
@@ -431,7 +457,8 @@ export class LocalPlane {
                 backupQueue,
                 "register",
                 failoverRegion,
-                makeRegisterHandler(rt),
+                instrumented("register", makeRegisterHandler(rt)),
+                batchSize,
               ),
             }
           : {}),

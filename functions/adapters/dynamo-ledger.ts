@@ -178,8 +178,17 @@ export class DynamoLedger implements Ledger, BackupLedger {
     return found;
   }
 
+  async stillOpen(sourceSnapshotIds: readonly string[]): Promise<Set<string>> {
+    const items = await this.batchGet(sourceSnapshotIds.map(snapKey), "sourceSnapshotId, status", true);
+    return new Set(
+      items
+        .filter((i) => i.status === "waiting" || i.status === "copying")
+        .map((i) => String(i.sourceSnapshotId)),
+    );
+  }
+
   /** BatchGetItem in chunks of 100, asking again for unprocessed keys until none are left. */
-  private async batchGet(keys: readonly Item[], projection: string): Promise<Item[]> {
+  private async batchGet(keys: readonly Item[], projection: string, consistent = false): Promise<Item[]> {
     const names: Record<string, string> = {};
     const expr = projection
       .split(",")
@@ -195,7 +204,12 @@ export class DynamoLedger implements Ledger, BackupLedger {
         const res = await this.db.send(
           new BatchGetCommand({
             RequestItems: {
-              [this.table]: { Keys: pending, ProjectionExpression: expr, ExpressionAttributeNames: names },
+              [this.table]: {
+                Keys: pending,
+                ProjectionExpression: expr,
+                ExpressionAttributeNames: names,
+                ...(consistent ? { ConsistentRead: true } : {}),
+              },
             },
           }),
         );

@@ -518,6 +518,16 @@ export class ReplicationPlane {
         ...(incremental === undefined ? {} : { incremental }),
       };
     }
+    // A settled backup whose other open records are all copying may have been finished by a
+    // concurrent invocation since the open set was read: read those again (consistently). Every
+    // invocation reads after its own transaction, so the last one to settle sees the others'.
+    const tail = [...open.values()].filter((r) => settled.has(r.backup));
+    const busy = new Set(tail.filter((r) => r.status !== "copying").map((r) => r.backup));
+    const recheck = tail.filter((r) => !busy.has(r.backup)).map((r) => r.sourceSnapshotId);
+    if (recheck.length > 0) {
+      const still = await ledger.stillOpen(recheck);
+      for (const id of recheck) if (!still.has(id)) open.delete(id);
+    }
     state.open = [...open.values()];
     const stillOpen = new Set(state.open.map((r) => r.backup));
     return { outcomes, state, drained: [...settled].filter((b) => !stillOpen.has(b)) };

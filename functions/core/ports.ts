@@ -75,6 +75,8 @@ export interface Ledger {
   get(sourceSnapshotId: string): Promise<SnapshotRecord | undefined>;
   /** Which of these source snapshots the ledger knows, in any state. */
   known(sourceSnapshotIds: readonly string[]): Promise<Set<string>>;
+  /** Which of these are still waiting or copying, by a strongly consistent read. */
+  stillOpen(sourceSnapshotIds: readonly string[]): Promise<Set<string>>;
   /** Every waiting or copying record, which backups have started copying, and the counters. */
   loadOpen(): Promise<OpenState>;
   /**

@@ -109,6 +109,34 @@ describe("DR-ready backups and their failover metadata", () => {
     }
   });
 
+  it("a backup whose last copies complete in concurrent invocations becomes DR-ready at once, without the sweep", async () => {
+    // arrange: two copies held pending; copy events one per invocation, two invocations at a time
+    const { plane, primary } = await makePlane(moto(), {
+      copyDelayMs: "held",
+      batchSize: 1,
+      concurrency: 2,
+      config: { velero: VELERO },
+    });
+    await primary.addControllers(2);
+    const name = "cbci-dr-20261127130000";
+    const snaps = await primary.takeBackup(name, { schedule: "cbci-dr" });
+    await new SimulatedVelero(plane.clients.s3, VELERO).writeBackup(
+      { name, schedule: "cbci-dr", start: new Date(Date.now() - 60_000), controllers: primary.controllers },
+      snaps,
+      "us-east-1a",
+    );
+    await plane.drain();
+    expect(plane.emitter.held).toHaveLength(2);
+    expect((await plane.rt.ledger.getBackup(name))?.verdict).not.toBe("dr-ready");
+
+    // act: both complete; each invocation read the open set while the other copy was still open
+    await plane.emitter.release(2);
+    await plane.drain();
+
+    // assert
+    expect(await plane.rt.ledger.getBackup(name)).toMatchObject({ verdict: "dr-ready", copied: 2 });
+  });
+
   it("retention: deleting a backup deletes its copies and failover metadata, but never the newest DR-ready one", async () => {
     // arrange: two DR-ready backups of the same schedule
     const { plane, primary } = await makePlane(moto(), { copyDelayMs: 1, config: { velero: VELERO } });

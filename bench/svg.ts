@@ -20,7 +20,10 @@ const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replac
 export function chart(o: { title: string; hours: number; warmupHours: number; lines: Line[] }): string {
   const pw = W - M.left - M.right;
   const ph = H - M.top - M.bottom;
-  const peak = (s: Series) => s.value.reduce((a, b) => Math.max(a, b), 0) / 60;
+  // Peaks (scale and legend) over the measured hours, as the statistics are.
+  const from = o.warmupHours * 3_600_000;
+  const peak = (s: Series) =>
+    s.value.reduce((a, b, i) => ((s.t[i] ?? 0) >= from ? Math.max(a, b) : a), 0) / 60;
   const peaks = o.lines.map((l) => peak(l.series)).sort((a, b) => a - b);
   // Scale to the second-highest line (x1.5) so one runaway line does not flatten the rest.
   const second = peaks.length > 1 ? (peaks[peaks.length - 2] as number) : (peaks[0] ?? 1);
@@ -30,6 +33,7 @@ export function chart(o: { title: string; hours: number; warmupHours: number; li
   const parts: string[] = [];
   parts.push(
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
+    `<title>${esc(o.title)}</title>`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
     `<text x="${M.left}" y="22" font-size="15" font-weight="bold">${esc(o.title)}</text>`,
     `<rect x="${M.left}" y="${M.top}" width="${x(o.warmupHours * 3_600_000) - M.left}" height="${ph}" fill="#eee"/>`,

@@ -70,6 +70,31 @@ interface Reason {
 
 const withKey = (kmsKeyId: string | undefined) => (kmsKeyId === undefined ? {} : { kmsKeyId });
 
+/**
+ * Why admissions in a cancelled transaction (items: control, then record and lock per admission)
+ * failed: the record's condition (`refused`: already known, or no longer waiting) or the volume's
+ * lock (`busy`: held by another copy). A lock refused only for its KMS key pins the lineage's key
+ * in `keys`, so the next round uses it.
+ */
+function admissionRefusals(
+  admissions: readonly SnapshotRecord[],
+  reasons: readonly Reason[],
+  keys: Map<string, string>,
+): { refused: Set<string>; busy: Set<string> } {
+  const refused = new Set<string>();
+  const busy = new Set<string>();
+  const failed = (i: number) => reasons[i]?.code === "ConditionalCheckFailed";
+  admissions.forEach((r, i) => {
+    if (failed(1 + 2 * i)) refused.add(r.sourceSnapshotId);
+    else if (failed(2 + 2 * i)) {
+      const old = reasons[2 + 2 * i]?.item;
+      if (old?.holder?.S) busy.add(r.sourceSnapshotId);
+      else if (old?.kmsKeyId?.S) keys.set(r.volumeId, old.kmsKeyId.S);
+    }
+  });
+  return { refused, busy };
+}
+
 /** The control item's counters as a cancelled transaction returned them. */
 function counters(item: Reason["item"]): { inFlight: number; waiting: number } {
   return { inFlight: Number(item?.inFlight?.N ?? 0), waiting: Number(item?.waiting?.N ?? 0) };
@@ -413,16 +438,7 @@ export class DynamoLedger implements Ledger, BackupLedger {
           break;
         }
         const failed = (i: number) => reasons[i]?.code === "ConditionalCheckFailed";
-        const dup = new Set<string>();
-        const busy = new Set<string>();
-        a.forEach((r, i) => {
-          if (failed(1 + 2 * i)) dup.add(r.sourceSnapshotId);
-          else if (failed(2 + 2 * i)) {
-            const old = reasons[2 + 2 * i]?.item;
-            if (old?.holder?.S) busy.add(r.sourceSnapshotId);
-            else if (old?.kmsKeyId?.S) keys.set(r.volumeId, old.kmsKeyId.S);
-          }
-        });
+        const { refused: dup, busy } = admissionRefusals(a, reasons, keys);
         w.forEach((r, i) => {
           if (failed(1 + 2 * a.length + i)) dup.add(r.sourceSnapshotId);
         });
@@ -495,15 +511,8 @@ export class DynamoLedger implements Ledger, BackupLedger {
           break;
         }
         const failed = (i: number) => reasons[i]?.code === "ConditionalCheckFailed";
-        const lost = new Set<string>();
-        a.forEach((r, i) => {
-          if (failed(1 + 2 * i)) lost.add(r.sourceSnapshotId);
-          else if (failed(2 + 2 * i)) {
-            const old = reasons[2 + 2 * i]?.item;
-            if (old?.holder?.S) lost.add(r.sourceSnapshotId);
-            else if (old?.kmsKeyId?.S) keys.set(r.volumeId, old.kmsKeyId.S);
-          }
-        });
+        const { refused, busy } = admissionRefusals(a, reasons, keys);
+        const lost = new Set([...refused, ...busy]);
         out.lostRaces.push(...a.filter((r) => lost.has(r.sourceSnapshotId)));
         a = a.filter((r) => !lost.has(r.sourceSnapshotId));
         if (failed(0)) {

@@ -52,8 +52,12 @@ const CONTROL_SK = "~CONTROL";
 const STARTED_TTL_SECONDS = 3 * 24 * 3600;
 /** Records per transaction: each takes up to two items, DynamoDB allows 100 per transaction. */
 const CHUNK = 30;
-/** Rounds of a batched write that drop refused items and try again with the rest. */
-const MAX_ROUNDS = 8;
+/**
+ * Rounds of a batched write that drop refused items and try again with the rest. Each round drops
+ * at least one (DynamoDB names every item whose condition failed; were it to name only the first,
+ * a chunk would still settle within its size).
+ */
+const MAX_ROUNDS = CHUNK + 2;
 
 const snapKey = (id: string) => ({ pk: `SNAP#${id}`, sk: "SNAP" });
 const backupKey = (name: string) => ({ pk: `BACKUP#${name}`, sk: "BACKUP" });
@@ -93,6 +97,29 @@ function admissionRefusals(
     }
   });
   return { refused, busy };
+}
+
+function uniqueIds(records: readonly SnapshotRecord[]): SnapshotRecord[] {
+  const seen = new Set<string>();
+  return records.filter((r) => !seen.has(r.sourceSnapshotId) && seen.add(r.sourceSnapshotId));
+}
+
+/** The first record of each volume, and the others. */
+function onePerVolume(records: readonly SnapshotRecord[]): {
+  first: SnapshotRecord[];
+  repeats: SnapshotRecord[];
+} {
+  const seen = new Set<string>();
+  const first: SnapshotRecord[] = [];
+  const repeats: SnapshotRecord[] = [];
+  for (const r of records) {
+    if (seen.has(r.volumeId)) repeats.push(r);
+    else {
+      seen.add(r.volumeId);
+      first.push(r);
+    }
+  }
+  return { first, repeats };
 }
 
 /** The control item's counters as a cancelled transaction returned them. */
@@ -405,8 +432,15 @@ export class DynamoLedger implements Ledger, BackupLedger {
       control: { inFlight: 0, waiting: 0 },
     };
     const admitAt = now.toISOString();
-    let admit = [...batch.admit];
-    let wait = [...batch.wait];
+    // A transaction may touch an item once: one record per snapshot, one admission per volume.
+    // More than the budget can never start at once (the control condition alone would let them
+    // through while the control item does not exist yet).
+    const { first, repeats } = onePerVolume(uniqueIds(batch.admit));
+    let admit = first.slice(0, Math.max(0, budget));
+    const admitIds = new Set(admit.map((r) => r.sourceSnapshotId));
+    let wait = uniqueIds([...first.slice(admit.length), ...repeats, ...batch.wait]).filter(
+      (r) => !admitIds.has(r.sourceSnapshotId),
+    );
     const keys = new Map<string, string>();
     while (admit.length + wait.length > 0) {
       let a = admit.slice(0, CHUNK);
@@ -465,9 +499,15 @@ export class DynamoLedger implements Ledger, BackupLedger {
     kmsKeyId: string | undefined,
     now: Date,
   ): Promise<{ admitted: Admission[]; lostRaces: SnapshotRecord[] }> {
-    const out: { admitted: Admission[]; lostRaces: SnapshotRecord[] } = { admitted: [], lostRaces: [] };
+    // A transaction may touch an item once: a second snapshot of a volume waits its turn.
+    // ... and more than the budget never starts at once.
+    const { first, repeats } = onePerVolume(uniqueIds(records));
+    const out: { admitted: Admission[]; lostRaces: SnapshotRecord[] } = {
+      admitted: [],
+      lostRaces: [...first.slice(Math.max(0, budget)), ...repeats],
+    };
     const keys = new Map<string, string>();
-    let rest = [...records];
+    let rest = first.slice(0, Math.max(0, budget));
     while (rest.length > 0) {
       let a = rest.slice(0, CHUNK);
       rest = rest.slice(a.length);
@@ -661,7 +701,7 @@ export class DynamoLedger implements Ledger, BackupLedger {
     let done = 0;
     let todo = [...new Set(sourceSnapshotIds)];
     while (todo.length > 0) {
-      let chunk = todo.slice(0, 90);
+      let chunk = todo.slice(0, CHUNK);
       todo = todo.slice(chunk.length);
       for (let round = 0; chunk.length > 0; round++) {
         if (round === MAX_ROUNDS)

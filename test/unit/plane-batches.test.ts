@@ -1,0 +1,197 @@
+import { describe, expect, it } from "vitest";
+import { loadConfig } from "../../functions/core/config.js";
+import {
+  type SourceSnapshot,
+  VELERO_BACKUP_TAG,
+  VELERO_PV_TAG,
+  VELERO_SCHEDULE_TAG,
+} from "../../functions/core/model.js";
+import { ReplicationPlane } from "../../functions/core/plane.js";
+import type {
+  CopyRequest,
+  CopyState,
+  Log,
+  SnapshotCopier,
+  SourceSnapshots,
+} from "../../functions/core/ports.js";
+import { MemoryLedger } from "../../local/memory-ledger.js";
+import { FakeClock, seeded } from "../support/harness.js";
+
+/**
+ * The plane's batched use cases on the in-memory ledger (which answers as the DynamoDB ledger:
+ * test/integration/ledger-contract.test.ts) and fake EBS ports: what `replicate` and
+ * `copy-completed` do with a batch, without the emulator.
+ */
+const SILENT: Log = { debug() {}, info() {}, warn() {}, error() {} };
+const REGION = "us-east-1";
+
+class FakeSources implements SourceSnapshots {
+  readonly snapshots = new Map<string, SourceSnapshot>();
+  async describe(_region: string, ids: readonly string[]): Promise<SourceSnapshot[]> {
+    return ids.flatMap((id) => this.snapshots.get(id) ?? []);
+  }
+  async listVelero(): Promise<SourceSnapshot[]> {
+    return [];
+  }
+}
+
+class FakeCopier implements SnapshotCopier {
+  readonly requests: CopyRequest[] = [];
+  /** Codes to throw, one per call, before answering normally. */
+  refusals: string[] = [];
+  async copy(request: CopyRequest): Promise<string> {
+    const code = this.refusals.shift();
+    if (code) throw Object.assign(new Error(code), { name: code, $metadata: { httpStatusCode: 400 } });
+    this.requests.push(request);
+    return `snap-copy-${request.sourceSnapshotId}`;
+  }
+  async describeCopies(): Promise<CopyState[]> {
+    return [];
+  }
+  async findCopiesOf(): Promise<CopyState[]> {
+    return [];
+  }
+  async deleteCopy(): Promise<boolean> {
+    return false;
+  }
+  async listCopies(): Promise<CopyState[]> {
+    return [];
+  }
+}
+
+function world(budget: number) {
+  const clock = new FakeClock();
+  const ledger = new MemoryLedger();
+  const sources = new FakeSources();
+  const copier = new FakeCopier();
+  const config = loadConfig({
+    LEDGER_TABLE: "t",
+    SOURCE_REGIONS: REGION,
+    FAILOVER_REGION: "us-west-2",
+    COPY_BUDGET: String(budget),
+  });
+  const plane = new ReplicationPlane(
+    { ledger, copier, sources, clock, log: SILENT, random: seeded(7) },
+    config,
+  );
+  /** Velero's backup `backup` of `volumes` volumes, taken now; returns intake requests. */
+  const backup = (backup: string, volumes: number) =>
+    Array.from({ length: volumes }, (_, v) => {
+      const id = `snap-${backup}-${v}`;
+      sources.snapshots.set(id, {
+        snapshotId: id,
+        region: REGION,
+        volumeId: `vol-${v}`,
+        startTime: clock.now().toISOString(),
+        state: "completed",
+        encrypted: true,
+        tags: { [VELERO_BACKUP_TAG]: backup, [VELERO_SCHEDULE_TAG]: "cbci-dr", [VELERO_PV_TAG]: `pv-${v}` },
+      });
+      return { key: id, snapshotId: id, region: REGION };
+    });
+  const copied = (sourceSnapshotId: string) => ({
+    kind: "snapshot-copied" as const,
+    snapshotId: `snap-copy-${sourceSnapshotId}`,
+    region: "us-west-2",
+    sourceSnapshotId,
+    sourceRegion: REGION,
+  });
+  return { clock, ledger, copier, plane, backup, copied };
+}
+
+describe("replicate's batch (intake)", () => {
+  it("with nothing waiting, starts copies up to the budget in the same write and records the rest", async () => {
+    // arrange
+    const w = world(3);
+    // act
+    const { outcomes, admit } = await w.plane.intake(w.backup("b1", 5));
+    // assert
+    expect([...outcomes.values()].every((o) => o.status === "recorded")).toBe(true);
+    expect(admit?.admitted).toHaveLength(3);
+    expect(w.copier.requests.map((r) => r.sourceSnapshotId)).toEqual(admit?.admitted);
+    const open = await w.ledger.loadOpen();
+    expect(open.inFlightCounter).toBe(3);
+    expect(open.waitingCounter).toBe(2);
+  });
+
+  it("with a backlog, starts nothing new ahead of what waits; a redelivery is a duplicate", async () => {
+    // arrange: b1 fills the budget and leaves two waiting
+    const w = world(3);
+    const b1 = w.backup("b1", 5);
+    await w.plane.intake(b1);
+    // act: b2's snapshots (other volumes' lineages are busy or waiting) and b1's first again
+    const b2 = w.backup("b2", 2);
+    const { outcomes, admit } = await w.plane.intake([...b2, b1[0] as (typeof b1)[number]]);
+    // assert
+    expect(outcomes.get(b1[0]?.key ?? "")?.status).toBe("duplicate");
+    expect(admit?.admitted).toEqual([]);
+    expect(w.copier.requests).toHaveLength(3);
+    expect((await w.ledger.loadOpen()).waitingCounter).toBe(4);
+  });
+
+  it("never starts a newer snapshot of a volume ahead of an older one that backs off", async () => {
+    // arrange: b1's two copies were throttled and back off; every slot is free
+    const w = world(4);
+    w.copier.refusals = ["RequestLimitExceeded"];
+    await w.plane.intake(w.backup("b1", 2));
+    expect((await w.ledger.loadOpen()).inFlightCounter).toBe(0);
+    // act: b2 of the same two volumes arrives while b1 still backs off
+    const { admit } = await w.plane.intake(w.backup("b2", 2));
+    // assert: nothing copied (b2 would make b1's copies full copies, or skip them)
+    expect(admit?.admitted).toEqual([]);
+    expect(w.copier.requests).toEqual([]);
+    // once b1's back-off is over, b1 goes first, oldest first per volume
+    w.clock.advance(16 * 60_000);
+    const later = await w.plane.admit();
+    expect(later.admitted.sort()).toEqual(["snap-b1-0", "snap-b1-1"]);
+  });
+
+  it("on a throttle, releases that copy and the rest of the round to wait, backing off", async () => {
+    // arrange
+    const w = world(4);
+    w.copier.refusals = ["RequestLimitExceeded"];
+    // act: the first CopySnapshot is refused; the other three admitted copies are not tried
+    const { admit } = await w.plane.intake(w.backup("b1", 4));
+    // assert
+    expect(admit?.throttled).toBe(1);
+    expect(admit?.admitted).toEqual([]);
+    const open = await w.ledger.loadOpen();
+    expect(open.inFlightCounter).toBe(0);
+    expect(open.open.every((r) => r.status === "waiting" && r.notBefore !== undefined)).toBe(true);
+    expect(open.open.find((r) => r.throttles === 1)).toBeDefined();
+  });
+});
+
+describe("copy-completed's batch (settleCopies, then admit)", () => {
+  it("settles a batch in one go, ignores the repeat, and admits the next copies from the same read", async () => {
+    // arrange: budget 2, four snapshots: two copying, two waiting
+    const w = world(2);
+    const reqs = w.backup("b1", 4);
+    await w.plane.intake(reqs);
+    const [first, second] = w.copier.requests.map((r) => r.sourceSnapshotId);
+    // act
+    const settled = await w.plane.settleCopies([
+      w.copied(first ?? ""),
+      w.copied(second ?? ""),
+      w.copied(first ?? ""),
+    ]);
+    const admit = await w.plane.admit(settled.state);
+    // assert
+    expect(settled.outcomes.map((o) => o.status)).toEqual(["completed", "completed", "ignored"]);
+    expect(settled.drained).toEqual([]); // two of b1's copies are still to come
+    expect(admit.admitted).toHaveLength(2);
+    expect((await w.ledger.get(first ?? ""))?.copySnapshotId).toBe(`snap-copy-${first}`);
+  });
+
+  it("names a backup drained when its last open copy settles", async () => {
+    // arrange
+    const w = world(4);
+    await w.plane.intake(w.backup("b1", 2));
+    // act
+    const one = await w.plane.settleCopies([w.copied("snap-b1-0")]);
+    const two = await w.plane.settleCopies([w.copied("snap-b1-1")]);
+    // assert
+    expect(one.drained).toEqual([]);
+    expect(two.drained).toEqual(["b1"]);
+  });
+});

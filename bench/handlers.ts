@@ -19,7 +19,13 @@ import { SimulatedVelero } from "../local/velero.js";
  * counts the AWS calls those handlers make, per handler and operation, per source snapshot.
  */
 
-export type Mode = "bursts" | "trickle";
+/**
+ * bursts: each backup drained before the next (batches as Velero's events come); trickle: one
+ * message per invocation (the worst case); backlog: every backup queued before one drain, so copies
+ * cannot keep up and the scheduler supersedes backups in between.
+ */
+export type Mode = "bursts" | "trickle" | "backlog";
+const MODES: readonly Mode[] = ["bursts", "trickle", "backlog"];
 /** Whose calls: the handler's own, or copy-completed's backup evaluation (the registry). */
 type Part = "handler" | "registry";
 interface Scope {
@@ -41,6 +47,8 @@ export interface ModeResult {
   /** Copies in the failover region, and the distinct source snapshots they copy (from the emulator). */
   copies: number;
   copiedSources: number;
+  /** Source snapshots skipped because a newer backup was copied instead (from the ledger). */
+  superseded: number;
   seconds: number;
   snapshotsPerSecond: number;
   invocations: Record<string, { count: number; meanBatch: number }>;
@@ -166,9 +174,16 @@ async function runMode(moto: Moto, o: BenchOptions, mode: Mode): Promise<ModeRes
   // bucket, and the plane drains before the next backup. Only the drains are recorded by the
   // emulator, so its log holds the handlers' calls and none of the simulators'.
   let sourceSnapshots = 0;
+  const names: string[] = [];
+  const drain = async () => {
+    await recorder(moto.endpoint, "start");
+    await plane.drain(600_000);
+    await recorder(moto.endpoint, "stop");
+  };
   const started = performance.now();
   for (let k = 0; k < o.backups; k++) {
     const name = `${SCHEDULE}-${stamp}-${k + 1}`;
+    names.push(name);
     const taken = await primary.takeBackup(name, { schedule: SCHEDULE });
     sourceSnapshots += taken.length;
     // Velero completes 90 s after its start; started two minutes ago, it completed before the copies.
@@ -178,10 +193,9 @@ async function runMode(moto: Moto, o: BenchOptions, mode: Mode): Promise<ModeRes
       taken,
       "us-east-1a",
     );
-    await recorder(moto.endpoint, "start");
-    await plane.drain(600_000);
-    await recorder(moto.endpoint, "stop");
+    if (mode !== "backlog") await drain();
   }
+  if (mode === "backlog") await drain();
   const seconds = (performance.now() - started) / 1000;
 
   const failover = new EC2Client({
@@ -219,11 +233,17 @@ async function runMode(moto: Moto, o: BenchOptions, mode: Mode): Promise<ModeRes
     }))
     .filter((m) => m.counted !== m.emulator);
 
+  let superseded = 0;
+  for (const name of names) {
+    superseded += (await plane.rt.ledger.listBackup(name)).filter((r) => r.status === "superseded").length;
+  }
+
   return {
     mode,
     sourceSnapshots,
     copies,
     copiedSources,
+    superseded,
     seconds,
     snapshotsPerSecond: sourceSnapshots / seconds,
     invocations: Object.fromEntries(
@@ -294,6 +314,12 @@ export function renderTable(results: readonly ModeResult[]): string {
   );
   lines.push(
     row(
+      "superseded (newer backup copied instead)",
+      results.map((r) => String(r.superseded)),
+    ),
+  );
+  lines.push(
+    row(
       "wall time, s",
       results.map((r) => r.seconds.toFixed(1)),
     ),
@@ -357,15 +383,16 @@ export function renderTable(results: readonly ModeResult[]): string {
   );
   for (const r of results) {
     const copySnapshot = callsOf(r, "EC2 CopySnapshot");
+    const copied = r.sourceSnapshots - r.superseded;
     const ok =
       r.mismatches.length === 0 &&
-      copySnapshot === r.sourceSnapshots &&
-      r.copies === r.sourceSnapshots &&
-      r.copiedSources === r.sourceSnapshots;
+      copySnapshot === copied &&
+      r.copies === copied &&
+      r.copiedSources === copied;
     lines.push(
       `cross-check ${r.mode}: CopySnapshot calls ${copySnapshot}, copies in the emulator ${r.copies} ` +
         `(of ${r.copiedSources} distinct sources), ` +
-        `source snapshots ${r.sourceSnapshots}; counted vs emulator's request log: ${
+        `source snapshots ${r.sourceSnapshots} of which superseded ${r.superseded}; counted vs emulator's request log: ${
           r.mismatches.length === 0
             ? "all operations equal"
             : r.mismatches.map((m) => `${m.operation} ${m.counted} vs ${m.emulator}`).join(", ")
@@ -388,13 +415,18 @@ async function main(): Promise<void> {
   });
   if (values.help) {
     process.stdout.write(
-      "usage: npm run bench:handlers -- [--controllers N] [--backups K] [--mode bursts|trickle|both] [--copy-delay-ms MS] [--json]\n",
+      "usage: npm run bench:handlers -- [--controllers N] [--backups K] [--mode bursts|trickle|backlog|both|all] [--copy-delay-ms MS] [--json]\n",
     );
     return;
   }
-  const modes: Mode[] = values.mode === "both" ? ["bursts", "trickle"] : [values.mode as Mode];
-  if (!modes.every((m) => m === "bursts" || m === "trickle"))
-    throw new Error(`unknown --mode ${values.mode}`);
+  const modes: Mode[] =
+    values.mode === "both"
+      ? ["bursts", "trickle"]
+      : values.mode === "all"
+        ? [...MODES]
+        : values.mode.split(",").map((m) => m.trim() as Mode);
+  if (!modes.every((m) => MODES.includes(m)))
+    throw new Error(`unknown --mode ${values.mode} (bursts, trickle, backlog, both, all)`);
   const options: BenchOptions = {
     controllers: Number(values.controllers),
     backups: Number(values.backups),
@@ -412,7 +444,7 @@ async function main(): Promise<void> {
     process.stdout.write(
       `handler benchmark: ${options.controllers} controllers x ${options.backups} backups, copy delay ${options.copyDelayMs} ms, ` +
         `budget ${DEFAULTS.copyBudget}, Velero bucket attached (as the drill)\n${renderTable(results)}\n` +
-        `total ${total.toFixed(1)} s (emulator start, setup and both modes)\n`,
+        `total ${total.toFixed(1)} s (emulator start, setup and every mode)\n`,
     );
 }
 

@@ -31,6 +31,7 @@ export class MemoryLedger implements Ledger {
   private readonly locks = new Map<string, { holder?: string; kmsKeyId?: string }>();
   private inFlight = 0;
   private waiting = 0;
+  private fullDiscoveryAt: string | undefined;
 
   /** Number of transitions by kind, for reports. */
   readonly counts = { recorded: 0, admitted: 0, completed: 0, requeued: 0, failed: 0, superseded: 0 };
@@ -129,7 +130,13 @@ export class MemoryLedger implements Ledger {
     // As the DynamoDB ledger: the started flags of the open records' backups only.
     const startedBackups = new Set<string>();
     for (const r of open) if (this.started.has(r.backup)) startedBackups.add(r.backup);
-    return { open, startedBackups, inFlightCounter: this.inFlight, waitingCounter: this.waiting };
+    return {
+      open,
+      startedBackups,
+      inFlightCounter: this.inFlight,
+      waitingCounter: this.waiting,
+      ...(this.fullDiscoveryAt ? { fullDiscoveryAt: this.fullDiscoveryAt } : {}),
+    };
   }
 
   async admitMany(
@@ -251,6 +258,10 @@ export class MemoryLedger implements Ledger {
   async flag(sourceSnapshotId: string, flag: "stuck" | "missedDeadline"): Promise<void> {
     const r = this.records.get(sourceSnapshotId);
     if (r?.status === "copying") this.put({ ...r, [flag]: true });
+  }
+
+  async noteFullDiscovery(at: string): Promise<void> {
+    this.fullDiscoveryAt = at;
   }
 
   /** Copies in flight as the budget counter says. */

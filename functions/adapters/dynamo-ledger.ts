@@ -281,6 +281,7 @@ export class DynamoLedger implements Ledger, BackupLedger {
       else if (item.pk === BUDGET_KEY.pk) {
         state.inFlightCounter = typeof item.inFlight === "number" ? item.inFlight : 0;
         state.waitingCounter = typeof item.waiting === "number" ? item.waiting : 0;
+        if (typeof item.fullDiscoveryAt === "string") state.fullDiscoveryAt = item.fullDiscoveryAt;
       }
     }
     return state;
@@ -760,6 +761,17 @@ export class DynamoLedger implements Ledger, BackupLedger {
         ),
       true,
       false,
+    );
+  }
+
+  async noteFullDiscovery(at: string): Promise<void> {
+    await this.db.send(
+      new UpdateCommand({
+        TableName: this.table,
+        Key: BUDGET_KEY,
+        UpdateExpression: "SET fullDiscoveryAt = :at, gsi1pk = :open, gsi1sk = :csk",
+        ExpressionAttributeValues: { ":at": at, ":open": OPEN, ":csk": CONTROL_SK },
+      }),
     );
   }
 

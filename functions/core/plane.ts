@@ -103,8 +103,16 @@ function emptyAdmitReport(): AdmitReport {
 const MAX_TAGS = 50;
 /** A copy admitted this long ago without a noted copy id means the admitting invocation died. */
 const LEASE_MS = 5 * 60_000;
-/** How far back the sweep looks for Velero snapshots whose createSnapshot event was lost. */
+/**
+ * How far back the sweep looks for Velero snapshots whose createSnapshot event was lost: the whole
+ * window once an hour, otherwise the recent part only. Listing a day of snapshots every 5 minutes
+ * would cost ~100 DescribeSnapshots pages and ~1,000 BatchGetItem per sweep at 1,000 controllers
+ * (and share EC2's DescribeSnapshots rate with `replicate`); a snapshot whose event was lost and that
+ * started more than the short window ago (a long first snapshot) is found within the hour.
+ */
 export const DISCOVERY_WINDOW_MS = 24 * 60 * 60_000;
+export const SHORT_DISCOVERY_WINDOW_MS = 2 * 60 * 60_000;
+const FULL_DISCOVERY_EVERY_MS = 60 * 60_000;
 
 /**
  * The copy's tags: every source tag (Velero's first) plus ours, within AWS's 50-tag limit.
@@ -575,7 +583,7 @@ export class ReplicationPlane {
     const copying = state.open.filter((r) => r.status === "copying");
     const waiting = state.open.filter((r) => r.status === "waiting");
     const report: Omit<SweepReport, "admit"> = {
-      discovered: await this.discover(now),
+      discovered: await this.discover(now, state.fullDiscoveryAt),
       completedWithoutEvent: 0,
       failedWithoutEvent: 0,
       recoveredCopyIds: 0,
@@ -675,11 +683,13 @@ export class ReplicationPlane {
    * createSnapshot events are best effort too: records the recent Velero snapshots of each source
    * region that the ledger has never seen (one paginated DescribeSnapshots per region).
    */
-  private async discover(now: Date): Promise<number> {
+  private async discover(now: Date, fullDiscoveryAt: string | undefined): Promise<number> {
     const { sources, ledger, log } = this.deps;
+    const full = !fullDiscoveryAt || now.getTime() - Date.parse(fullDiscoveryAt) >= FULL_DISCOVERY_EVERY_MS;
+    const since = new Date(now.getTime() - (full ? DISCOVERY_WINDOW_MS : SHORT_DISCOVERY_WINDOW_MS));
     let discovered = 0;
     for (const region of this.config.sourceRegions) {
-      const recent = await sources.listVelero(region, new Date(now.getTime() - DISCOVERY_WINDOW_MS));
+      const recent = await sources.listVelero(region, since);
       const known = await ledger.known(recent.map((s) => s.snapshotId));
       const records: SnapshotRecord[] = [];
       for (const s of recent.filter((x) => !known.has(x.snapshotId))) {
@@ -702,6 +712,8 @@ export class ReplicationPlane {
         });
       }
     }
+    // Noted only once every region was listed: a failed listing leaves the next sweep a full one.
+    if (full) await ledger.noteFullDiscovery(now.toISOString());
     return discovered;
   }
 

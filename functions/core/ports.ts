@@ -22,6 +22,8 @@ export interface OpenState {
   inFlightCounter: number;
   /** The backlog counter as stored (equals the waiting records unless something is wrong). */
   waitingCounter: number;
+  /** When the sweep last looked back over the whole discovery window (ISO), if ever. */
+  fullDiscoveryAt?: string;
 }
 
 export type RecordResult = "recorded" | "duplicate";
@@ -111,6 +113,8 @@ export interface Ledger {
   supersedeMany(backup: string, sourceSnapshotIds: readonly string[], by: string): Promise<number>;
   /** Flags a copying record (idempotent): pending too long, or missed its time-based deadline. */
   flag(sourceSnapshotId: string, flag: "stuck" | "missedDeadline"): Promise<void>;
+  /** Notes that the sweep looked back over the whole discovery window at `at` (ISO). */
+  noteFullDiscovery(at: string): Promise<void>;
 }
 
 /** What leaving `copying` needs to know of a record (fields that never change). */

@@ -109,6 +109,8 @@ async function script(ledger: Ledger): Promise<unknown[]> {
   out.push(await open());
   out.push(["stillOpen", [...(await ledger.stillOpen(["snap-a1", "snap-a2", "snap-c1", "snap-e3"]))].sort()]);
   out.push(["known", [...(await ledger.known(["snap-a1", "snap-zz", "snap-f3"]))].sort()]);
+  await ledger.noteFullDiscovery(NOW.toISOString());
+  out.push(["fullDiscoveryAt", (await ledger.loadOpen()).fullDiscoveryAt]);
   const a1After = await ledger.get("snap-a1");
   out.push(["a1", a1After?.status, a1After?.copySnapshotId, a1After?.kmsKeyId]);
   return out;
@@ -149,5 +151,6 @@ describe("ledger contract: the in-memory ledger (simulation) answers as the Dyna
     ]);
     expect(inDynamo[10]).toEqual(["supersede", 0, 2]);
     expect(inDynamo[11]).toMatchObject({ inFlight: 1, waiting: 1 });
+    expect(inDynamo).toContainEqual(["fullDiscoveryAt", NOW.toISOString()]);
   });
 });

@@ -27,11 +27,15 @@ const REGION = "us-east-1";
 
 class FakeSources implements SourceSnapshots {
   readonly snapshots = new Map<string, SourceSnapshot>();
+  /** How far back each listing looked (ms before the clock's now). */
+  readonly lookBacks: number[] = [];
+  constructor(private readonly clock: FakeClock) {}
   async describe(_region: string, ids: readonly string[]): Promise<SourceSnapshot[]> {
     return ids.flatMap((id) => this.snapshots.get(id) ?? []);
   }
-  async listVelero(): Promise<SourceSnapshot[]> {
-    return [];
+  async listVelero(_region: string, since: Date): Promise<SourceSnapshot[]> {
+    this.lookBacks.push(this.clock.now().getTime() - since.getTime());
+    return [...this.snapshots.values()].filter((s) => s.startTime >= since.toISOString());
   }
 }
 
@@ -62,7 +66,7 @@ class FakeCopier implements SnapshotCopier {
 function world(budget: number) {
   const clock = new FakeClock();
   const ledger = new MemoryLedger();
-  const sources = new FakeSources();
+  const sources = new FakeSources(clock);
   const copier = new FakeCopier();
   const config = loadConfig({
     LEDGER_TABLE: "t",
@@ -96,7 +100,7 @@ function world(budget: number) {
     sourceSnapshotId,
     sourceRegion: REGION,
   });
-  return { clock, ledger, copier, plane, backup, copied };
+  return { clock, ledger, copier, sources, plane, backup, copied };
 }
 
 describe("replicate's batch (intake)", () => {
@@ -193,5 +197,27 @@ describe("copy-completed's batch (settleCopies, then admit)", () => {
     // assert
     expect(one.drained).toEqual([]);
     expect(two.drained).toEqual(["b1"]);
+  });
+});
+
+describe("the sweep's discovery of snapshots whose event was lost", () => {
+  it("looks back a day once an hour and two hours otherwise", async () => {
+    // arrange: a snapshot whose createSnapshot event never came, taken 5 hours ago
+    const w = world(4);
+    w.clock.advance(-5 * 3_600_000);
+    w.backup("old", 1);
+    w.clock.advance(5 * 3_600_000);
+    // act / assert: the first sweep looks back a day and finds it
+    expect((await w.plane.sweep()).discovered).toBe(1);
+    // another lost one, also started 5 hours ago, is not seen by the next sweeps of the hour...
+    w.clock.advance(-5 * 3_600_000);
+    w.backup("older", 1);
+    w.clock.advance(5 * 3_600_000 + 5 * 60_000);
+    expect((await w.plane.sweep()).discovered).toBe(0);
+    // ...but by the first sweep an hour after the last full one
+    w.clock.advance(55 * 60_000);
+    expect((await w.plane.sweep()).discovered).toBe(1);
+    const hours = w.sources.lookBacks.map((ms) => ms / 3_600_000);
+    expect(hours).toEqual([24, 2, 24]);
   });
 });

@@ -418,6 +418,26 @@ export class DynamoLedger implements Ledger, BackupLedger {
     }
   }
 
+  /**
+   * Writes `todo` in chunks, one transaction per chunk: `attempt` writes a chunk and returns what of
+   * it to write again (nothing once it applied; the rest, after dropping what the cancelled
+   * transaction refused). A chunk still unsettled after MAX_ROUNDS means heavy contention.
+   */
+  private async inChunks<T>(
+    todo: readonly T[],
+    what: string,
+    attempt: (chunk: T[]) => Promise<T[]>,
+  ): Promise<void> {
+    for (let i = 0; i < todo.length; i += CHUNK) {
+      let chunk = todo.slice(i, i + CHUNK);
+      for (let round = 0; chunk.length > 0; round++) {
+        if (round === MAX_ROUNDS)
+          throw new RetryableError(`ledger: ${what} kept losing races`, "LedgerContention");
+        chunk = await attempt(chunk);
+      }
+    }
+  }
+
   // --- Transitions -----------------------------------------------------------------------------
 
   async recordMany(
@@ -437,60 +457,59 @@ export class DynamoLedger implements Ledger, BackupLedger {
     // More than the budget can never start at once (the control condition alone would let them
     // through while the control item does not exist yet).
     const { first, repeats } = onePerVolume(uniqueIds(batch.admit));
-    let admit = first.slice(0, Math.max(0, budget));
+    const admit = first.slice(0, Math.max(0, budget));
     const admitIds = new Set(admit.map((r) => r.sourceSnapshotId));
-    let wait = uniqueIds([...first.slice(admit.length), ...repeats, ...batch.wait]).filter(
+    const wait = uniqueIds([...first.slice(admit.length), ...repeats, ...batch.wait]).filter(
       (r) => !admitIds.has(r.sourceSnapshotId),
     );
     const keys = new Map<string, string>();
-    while (admit.length + wait.length > 0) {
-      let a = admit.slice(0, CHUNK);
-      let w = wait.slice(0, Math.max(0, CHUNK - a.length));
-      admit = admit.slice(a.length);
-      wait = wait.slice(w.length);
-      for (let round = 0; a.length + w.length > 0; round++) {
-        if (round === MAX_ROUNDS)
-          throw new RetryableError("ledger: recording snapshots kept losing races", "LedgerContention");
-        const keyOf = (r: SnapshotRecord) => keys.get(r.volumeId) ?? kmsKeyId;
-        const items: TransactItem[] = [
-          this.control(
-            { inFlight: a.length, waiting: w.length },
-            a.length > 0 ? { maxInFlight: budget - a.length, noBacklog: true } : {},
-          ),
-          ...a.flatMap((r) => [
-            this.putNewSnapshot({ ...r, status: "copying", admittedAt: admitAt, ...withKey(keyOf(r)) }),
-            this.lock(r.volumeId, r.sourceSnapshotId, keyOf(r)),
-          ]),
-          ...w.map((r) => this.putNewSnapshot({ ...r, status: "waiting" })),
-          ...this.startedMarks(a, now),
-        ];
-        const reasons = await this.transact(items);
-        if (!reasons) {
-          out.admitted.push(
-            ...a.map((r) => ({ record: { ...r, status: "copying" as const }, kmsKeyId: keyOf(r) })),
-          );
-          out.waiting.push(...w);
-          break;
-        }
-        const failed = (i: number) => reasons[i]?.code === "ConditionalCheckFailed";
-        const { refused: dup, busy } = admissionRefusals(a, reasons, keys);
-        w.forEach((r, i) => {
-          if (failed(1 + 2 * a.length + i)) dup.add(r.sourceSnapshotId);
-        });
-        out.duplicates.push(...dup);
-        w = w.filter((r) => !dup.has(r.sourceSnapshotId));
-        a = a.filter((r) => !dup.has(r.sourceSnapshotId));
-        w.push(...a.filter((r) => busy.has(r.sourceSnapshotId)));
-        a = a.filter((r) => !busy.has(r.sourceSnapshotId));
-        if (failed(0)) {
-          const c = counters(reasons[0]?.item);
-          out.control = c;
-          const free = c.waiting > 0 ? 0 : Math.max(0, budget - c.inFlight);
-          w.push(...a.slice(free));
-          a = a.slice(0, free);
-        }
+    const keyOf = (r: SnapshotRecord) => keys.get(r.volumeId) ?? kmsKeyId;
+    type New = { record: SnapshotRecord; admit: boolean };
+    const todo: New[] = [
+      ...admit.map((record) => ({ record, admit: true })),
+      ...wait.map((record) => ({ record, admit: false })),
+    ];
+    await this.inChunks(todo, "recording snapshots", async (chunk) => {
+      const a = chunk.filter((n) => n.admit).map((n) => n.record);
+      const w = chunk.filter((n) => !n.admit).map((n) => n.record);
+      const items: TransactItem[] = [
+        this.control(
+          { inFlight: a.length, waiting: w.length },
+          a.length > 0 ? { maxInFlight: budget - a.length, noBacklog: true } : {},
+        ),
+        ...a.flatMap((r) => [
+          this.putNewSnapshot({ ...r, status: "copying", admittedAt: admitAt, ...withKey(keyOf(r)) }),
+          this.lock(r.volumeId, r.sourceSnapshotId, keyOf(r)),
+        ]),
+        ...w.map((r) => this.putNewSnapshot({ ...r, status: "waiting" })),
+        ...this.startedMarks(a, now),
+      ];
+      const reasons = await this.transact(items);
+      if (!reasons) {
+        out.admitted.push(
+          ...a.map((r) => ({ record: { ...r, status: "copying" as const }, kmsKeyId: keyOf(r) })),
+        );
+        out.waiting.push(...w);
+        return [];
       }
-    }
+      const failed = (i: number) => reasons[i]?.code === "ConditionalCheckFailed";
+      const { refused: dup, busy } = admissionRefusals(a, reasons, keys);
+      w.forEach((r, i) => {
+        if (failed(1 + 2 * a.length + i)) dup.add(r.sourceSnapshotId);
+      });
+      out.duplicates.push(...dup);
+      // Admissions on a busy volume, and beyond what the control item allows, are recorded waiting.
+      let starts = a.filter((r) => !dup.has(r.sourceSnapshotId) && !busy.has(r.sourceSnapshotId));
+      if (failed(0)) {
+        const c = counters(reasons[0]?.item);
+        out.control = c;
+        starts = starts.slice(0, c.waiting > 0 ? 0 : Math.max(0, budget - c.inFlight));
+      }
+      const started = new Set(starts.map((r) => r.sourceSnapshotId));
+      return chunk
+        .filter((n) => !dup.has(n.record.sourceSnapshotId))
+        .map((n) => ({ record: n.record, admit: started.has(n.record.sourceSnapshotId) }));
+    });
     return out;
   }
 
@@ -508,65 +527,54 @@ export class DynamoLedger implements Ledger, BackupLedger {
       lostRaces: [...first.slice(Math.max(0, budget)), ...repeats],
     };
     const keys = new Map<string, string>();
-    let rest = first.slice(0, Math.max(0, budget));
-    while (rest.length > 0) {
-      let a = rest.slice(0, CHUNK);
-      rest = rest.slice(a.length);
-      for (let round = 0; a.length > 0; round++) {
-        if (round === MAX_ROUNDS)
-          throw new RetryableError("ledger: admitting copies kept losing races", "LedgerContention");
-        const keyOf = (r: SnapshotRecord) => keys.get(r.volumeId) ?? kmsKeyId;
-        const items: TransactItem[] = [
-          this.control({ inFlight: a.length, waiting: -a.length }, { maxInFlight: budget - a.length }),
-          ...a.flatMap((r) => [
-            {
-              Update: {
-                TableName: this.table,
-                Key: snapKey(r.sourceSnapshotId),
-                UpdateExpression:
-                  "SET #status = :copying, admittedAt = :now" +
-                  (keyOf(r) === undefined ? "" : ", kmsKeyId = :key") +
-                  " REMOVE notBefore, stuck",
-                ConditionExpression: "#status = :waiting",
-                ExpressionAttributeNames: { "#status": "status" },
-                ExpressionAttributeValues: {
-                  ":copying": "copying",
-                  ":waiting": "waiting",
-                  ":now": now.toISOString(),
-                  ...(keyOf(r) === undefined ? {} : { ":key": keyOf(r) }),
-                },
+    const keyOf = (r: SnapshotRecord) => keys.get(r.volumeId) ?? kmsKeyId;
+    await this.inChunks(first.slice(0, Math.max(0, budget)), "admitting copies", async (a) => {
+      const items: TransactItem[] = [
+        this.control({ inFlight: a.length, waiting: -a.length }, { maxInFlight: budget - a.length }),
+        ...a.flatMap((r) => [
+          {
+            Update: {
+              TableName: this.table,
+              Key: snapKey(r.sourceSnapshotId),
+              UpdateExpression:
+                "SET #status = :copying, admittedAt = :now" +
+                (keyOf(r) === undefined ? "" : ", kmsKeyId = :key") +
+                " REMOVE notBefore, stuck",
+              ConditionExpression: "#status = :waiting",
+              ExpressionAttributeNames: { "#status": "status" },
+              ExpressionAttributeValues: {
+                ":copying": "copying",
+                ":waiting": "waiting",
+                ":now": now.toISOString(),
+                ...(keyOf(r) === undefined ? {} : { ":key": keyOf(r) }),
               },
             },
-            this.lock(r.volumeId, r.sourceSnapshotId, keyOf(r)),
-          ]),
-          ...this.startedMarks(a, now),
-        ];
-        const reasons = await this.transact(items);
-        if (!reasons) {
-          out.admitted.push(
-            ...a.map((r) => ({
-              record: { ...r, status: "copying" as const, admittedAt: now.toISOString() },
-              kmsKeyId: keyOf(r),
-            })),
-          );
-          break;
-        }
-        const failed = (i: number) => reasons[i]?.code === "ConditionalCheckFailed";
-        const { refused, busy } = admissionRefusals(a, reasons, keys);
-        const lost = new Set([...refused, ...busy]);
-        out.lostRaces.push(...a.filter((r) => lost.has(r.sourceSnapshotId)));
-        a = a.filter((r) => !lost.has(r.sourceSnapshotId));
-        if (failed(0)) {
-          const free = Math.max(0, budget - counters(reasons[0]?.item).inFlight);
-          if (free === 0) {
-            out.lostRaces.push(...a, ...rest);
-            return out;
-          }
-          rest = [...a.slice(free), ...rest];
-          a = a.slice(0, free);
-        }
+          },
+          this.lock(r.volumeId, r.sourceSnapshotId, keyOf(r)),
+        ]),
+        ...this.startedMarks(a, now),
+      ];
+      const reasons = await this.transact(items);
+      if (!reasons) {
+        out.admitted.push(
+          ...a.map((r) => ({
+            record: { ...r, status: "copying" as const, admittedAt: now.toISOString() },
+            kmsKeyId: keyOf(r),
+          })),
+        );
+        return [];
       }
-    }
+      const { refused, busy } = admissionRefusals(a, reasons, keys);
+      const lost = new Set([...refused, ...busy]);
+      let again = a.filter((r) => !lost.has(r.sourceSnapshotId));
+      // Other invocations took slots meanwhile: as many as are still free, the rest lost the race.
+      if (reasons[0]?.code === "ConditionalCheckFailed") {
+        again = again.slice(0, Math.max(0, budget - counters(reasons[0]?.item).inFlight));
+      }
+      const kept = new Set(again.map((r) => r.sourceSnapshotId));
+      out.lostRaces.push(...a.filter((r) => !kept.has(r.sourceSnapshotId)));
+      return again;
+    });
     return out;
   }
 
@@ -627,43 +635,37 @@ export class DynamoLedger implements Ledger, BackupLedger {
     const result = completions.map(() => false);
     const seen = new Set<string>();
     // A source delivered twice in one batch is completed once; the repeat reports false.
-    let todo = completions
+    const todo = completions
       .map((c, index) => ({ c, index }))
       .filter(({ c }) => !seen.has(c.record.sourceSnapshotId) && seen.add(c.record.sourceSnapshotId));
-    while (todo.length > 0) {
-      let chunk = todo.slice(0, CHUNK);
-      todo = todo.slice(chunk.length);
-      for (let round = 0; chunk.length > 0; round++) {
-        if (round === MAX_ROUNDS)
-          throw new RetryableError("ledger: completing copies kept losing races", "LedgerContention");
-        const items: TransactItem[] = [
-          this.control({ inFlight: -chunk.length, waiting: 0 }),
-          ...chunk.flatMap(({ c }) =>
-            this.leaving(c.record, {
-              expression:
-                "SET #status = :completed, copySnapshotId = :copy, completedAt = :at, gsi1pk = :settled" +
-                (c.incremental === undefined ? "" : ", #incremental = :inc") +
-                " REMOVE notBefore",
-              condition: "(attribute_not_exists(copySnapshotId) OR copySnapshotId = :copy)",
-              values: {
-                ":completed": "completed",
-                ":copy": c.copySnapshotId,
-                ":at": c.completedAt,
-                ":settled": `BACKUP#${c.record.backup}`,
-                ...(c.incremental === undefined ? {} : { ":inc": c.incremental }),
-              },
-            }),
-          ),
-        ];
-        const reasons = await this.transact(items);
-        if (!reasons) {
-          for (const { index } of chunk) result[index] = true;
-          break;
-        }
-        const failed = (i: number) => reasons[i]?.code === "ConditionalCheckFailed";
-        chunk = chunk.filter((_, i) => !failed(1 + 2 * i) && !failed(2 + 2 * i));
+    await this.inChunks(todo, "completing copies", async (chunk) => {
+      const items: TransactItem[] = [
+        this.control({ inFlight: -chunk.length, waiting: 0 }),
+        ...chunk.flatMap(({ c }) =>
+          this.leaving(c.record, {
+            expression:
+              "SET #status = :completed, copySnapshotId = :copy, completedAt = :at, gsi1pk = :settled" +
+              (c.incremental === undefined ? "" : ", #incremental = :inc") +
+              " REMOVE notBefore",
+            condition: "(attribute_not_exists(copySnapshotId) OR copySnapshotId = :copy)",
+            values: {
+              ":completed": "completed",
+              ":copy": c.copySnapshotId,
+              ":at": c.completedAt,
+              ":settled": `BACKUP#${c.record.backup}`,
+              ...(c.incremental === undefined ? {} : { ":inc": c.incremental }),
+            },
+          }),
+        ),
+      ];
+      const reasons = await this.transact(items);
+      if (!reasons) {
+        for (const { index } of chunk) result[index] = true;
+        return [];
       }
-    }
+      const failed = (i: number) => reasons[i]?.code === "ConditionalCheckFailed";
+      return chunk.filter((_, i) => !failed(1 + 2 * i) && !failed(2 + 2 * i));
+    });
     return result;
   }
 
@@ -700,49 +702,44 @@ export class DynamoLedger implements Ledger, BackupLedger {
 
   async supersedeMany(backup: string, sourceSnapshotIds: readonly string[], by: string): Promise<number> {
     let done = 0;
-    let todo = [...new Set(sourceSnapshotIds)];
-    while (todo.length > 0) {
-      let chunk = todo.slice(0, CHUNK);
-      todo = todo.slice(chunk.length);
-      for (let round = 0; chunk.length > 0; round++) {
-        if (round === MAX_ROUNDS)
-          throw new RetryableError("ledger: superseding kept losing races", "LedgerContention");
-        const items: TransactItem[] = [
-          {
-            ConditionCheck: {
-              TableName: this.table,
-              Key: startedKey(backup),
-              ConditionExpression: "attribute_not_exists(pk)",
+    let started = false;
+    await this.inChunks([...new Set(sourceSnapshotIds)], "superseding", async (chunk) => {
+      if (started) return [];
+      const items: TransactItem[] = [
+        {
+          ConditionCheck: {
+            TableName: this.table,
+            Key: startedKey(backup),
+            ConditionExpression: "attribute_not_exists(pk)",
+          },
+        },
+        this.control({ inFlight: 0, waiting: -chunk.length }),
+        ...chunk.map((id) => ({
+          Update: {
+            TableName: this.table,
+            Key: snapKey(id),
+            UpdateExpression:
+              "SET #status = :superseded, reason = :reason, gsi1pk = :settled REMOVE notBefore",
+            ConditionExpression: "#status = :waiting",
+            ExpressionAttributeNames: { "#status": "status" },
+            ExpressionAttributeValues: {
+              ":superseded": "superseded",
+              ":waiting": "waiting",
+              ":reason": `superseded by newer backup ${by}`,
+              ":settled": `BACKUP#${backup}`,
             },
           },
-          this.control({ inFlight: 0, waiting: -chunk.length }),
-          ...chunk.map((id) => ({
-            Update: {
-              TableName: this.table,
-              Key: snapKey(id),
-              UpdateExpression:
-                "SET #status = :superseded, reason = :reason, gsi1pk = :settled REMOVE notBefore",
-              ConditionExpression: "#status = :waiting",
-              ExpressionAttributeNames: { "#status": "status" },
-              ExpressionAttributeValues: {
-                ":superseded": "superseded",
-                ":waiting": "waiting",
-                ":reason": `superseded by newer backup ${by}`,
-                ":settled": `BACKUP#${backup}`,
-              },
-            },
-          })),
-        ];
-        const reasons = await this.transact(items);
-        if (!reasons) {
-          done += chunk.length;
-          break;
-        }
-        // The backup started copying meanwhile: none of it may be superseded any more.
-        if (reasons[0]?.code === "ConditionalCheckFailed") return done;
-        chunk = chunk.filter((_, i) => reasons[2 + i]?.code !== "ConditionalCheckFailed");
+        })),
+      ];
+      const reasons = await this.transact(items);
+      if (!reasons) {
+        done += chunk.length;
+        return [];
       }
-    }
+      // The backup started copying meanwhile: none of it may be superseded any more.
+      started = reasons[0]?.code === "ConditionalCheckFailed";
+      return started ? [] : chunk.filter((_, i) => reasons[2 + i]?.code !== "ConditionalCheckFailed");
+    });
     return done;
   }
 

@@ -4,7 +4,7 @@ import { logMetrics } from "@aws-lambda-powertools/metrics/middleware";
 import middy from "@middy/core";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
 import { errorMessage } from "../core/errors.js";
-import type { AdmitReport, SettledCopies } from "../core/plane.js";
+import type { AdmitReport, CopyEvent, SettledCopies } from "../core/plane.js";
 import { METRIC, publishAdmit, publishCopyOutcome, publishReady } from "./metrics.js";
 import type { Runtime } from "./runtime.js";
 import { accountOf, type MessageOutcome, parseMessage, toBatchResponse } from "./sqs.js";
@@ -77,8 +77,6 @@ export async function processCopyMessages(
   await evaluateBackups(rt, settled.drained);
   return { outcomes, ...(admit ? { admit } : {}) };
 }
-
-type CopyEvent = Parameters<Runtime["plane"]["onCopyEvent"]>[0];
 
 /**
  * A settled copy may complete its backup: judge those backups now rather than at the next sweep.

@@ -90,7 +90,7 @@ export interface SweepReport {
   admit: AdmitReport;
 }
 
-type CopyEvent = Extract<
+export type CopyEvent = Extract<
   ClassifiedEvent,
   { kind: "snapshot-copied" | "copy-failed" | "copy-missed-deadline" }
 >;
@@ -224,15 +224,15 @@ export class ReplicationPlane {
         continue;
       }
       for (const r of reqs) {
-        const s = found.get(r.snapshotId);
-        const verdict = await this.classify(r, s);
-        if (verdict !== "record" || !s) {
-          outcomes.set(r.key, verdict === "record" ? { status: "retry", reason: "unreachable" } : verdict);
+        const verdict = await this.classify(r, found.get(r.snapshotId));
+        if (!("record" in verdict)) {
+          outcomes.set(r.key, verdict);
           continue;
         }
-        const f = fresh.get(s.snapshotId) ?? { record: toRecord(s, "waiting"), keys: [] };
+        const id = verdict.record.sourceSnapshotId;
+        const f = fresh.get(id) ?? { record: verdict.record, keys: [] };
         f.keys.push(r.key);
-        fresh.set(s.snapshotId, f);
+        fresh.set(id, f);
       }
     }
     for (const [key, o] of outcomes) {
@@ -279,8 +279,14 @@ export class ReplicationPlane {
     return { outcomes, admit: report };
   }
 
-  /** Whether a described snapshot is ours to record; a failed one is recorded as failed here. */
-  private async classify(r: IngestRequest, s: SourceSnapshot | undefined): Promise<IngestOutcome | "record"> {
+  /**
+   * A described snapshot's record to write (waiting), or why not; a failed one is recorded as
+   * failed here.
+   */
+  private async classify(
+    r: IngestRequest,
+    s: SourceSnapshot | undefined,
+  ): Promise<IngestOutcome | { record: SnapshotRecord }> {
     if (!s) return { status: "retry", reason: `snapshot ${r.snapshotId} not found in ${r.region} (yet)` };
     const why = ineligibility(s.tags, this.config);
     if (why) return { status: "skipped", reason: why };
@@ -296,7 +302,7 @@ export class ReplicationPlane {
     }
     if (s.state !== "completed")
       return { status: "retry", reason: `snapshot ${s.snapshotId} is still ${s.state}` };
-    return "record";
+    return { record: toRecord(s, "waiting") };
   }
 
   /** Records a snapshot that failed in its region (from its createSnapshot event). Never copied. */
@@ -694,7 +700,7 @@ export class ReplicationPlane {
       const records: SnapshotRecord[] = [];
       for (const s of recent.filter((x) => !known.has(x.snapshotId))) {
         const verdict = await this.classify({ key: s.snapshotId, snapshotId: s.snapshotId, region }, s);
-        if (verdict === "record") records.push(toRecord(s, "waiting"));
+        if ("record" in verdict) records.push(verdict.record);
       }
       if (records.length === 0) continue;
       const written = await ledger.recordMany(

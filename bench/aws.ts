@@ -70,6 +70,8 @@ export class SimEbs {
   /** Copies counting toward the concurrency quota (transferring or queued behind their lineage). */
   active = 0;
   readonly copies = new Map<string, SimCopy>();
+  /** Copies by their source snapshot (index j * n + v): what a tag-filtered DescribeSnapshots finds. */
+  readonly copiesBySource = new Map<number, SimCopy[]>();
   /** Start of each volume's newest snapshot with a completed copy. */
   readonly newestCopiedStart: Float64Array;
   /** Start of the newest backup all of whose snapshots have completed copies. */
@@ -151,6 +153,8 @@ export class SimEbs {
       version: 0,
     };
     this.copies.set(copy.id, copy);
+    const k = j * this.w.n + v;
+    this.copiesBySource.set(k, [...(this.copiesBySource.get(k) ?? []), copy]);
     this.stats.copiesRequested++;
     this.active++;
     this.stats.maxActive = Math.max(this.stats.maxActive, this.active);

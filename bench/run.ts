@@ -15,6 +15,8 @@ export interface RunOptions extends ModelParams {
   sampleSeconds: number;
   /** Our copy budget; default the plane's (DEFAULTS.copyBudget = 16). */
   copyBudget?: number;
+  /** Our copy poller's interval; default the plane's (DEFAULTS.pollSeconds = 10; 0: off). */
+  pollSeconds?: number;
   /** Our scheduler again at these budgets, on the same workload (reported beside `runs`). */
   alsoBudgets?: number[];
 }
@@ -53,6 +55,8 @@ export interface Figures {
   policy: PolicyName;
   /** Ours: the copy budget it ran with (the bound and naive use AWS's 20). */
   copyBudget: number;
+  /** Ours: the copy poller's interval (0: off); null for naive and the bound. */
+  pollSeconds: number | null;
   p50RecoveryPointAgeSeconds: number;
   p99RecoveryPointAgeSeconds: number;
   maxRecoveryPointAgeSeconds: number;
@@ -104,6 +108,7 @@ export async function simulatePolicy(
           sweepMinutes: o.sweepMinutes,
           random: seeded(o.seed ^ 0x5eed),
           ...(o.copyBudget === undefined ? {} : { copyBudget: o.copyBudget }),
+          ...(o.pollSeconds === undefined ? {} : { pollSeconds: o.pollSeconds }),
         });
   const { aws } = policy;
   for (let j = 0; j < w.backups.length; j++) {
@@ -140,7 +145,11 @@ export async function simulatePolicy(
     policyObject: policy,
   };
   if (policy instanceof SchedulerPolicy) {
-    run.policyDetail = { copyBudget: policy.copyBudget, ...policy.invocations };
+    run.policyDetail = {
+      copyBudget: policy.copyBudget,
+      pollSeconds: policy.plane.config.pollSeconds,
+      ...policy.invocations,
+    };
   }
   return run;
 }
@@ -200,6 +209,7 @@ export function figures(w: Workload, r: PolicyRun, o: RunOptions): Figures & { b
     controllers: w.n,
     policy: r.policy,
     copyBudget: r.policyDetail?.copyBudget ?? AWS_CONCURRENT_COPIES,
+    pollSeconds: r.policyDetail?.pollSeconds ?? null,
     p50RecoveryPointAgeSeconds: q.p50,
     p99RecoveryPointAgeSeconds: q.p99,
     maxRecoveryPointAgeSeconds: q.max,

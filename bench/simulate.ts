@@ -1,6 +1,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { AWS_CONCURRENT_COPY_LIMIT, DEFAULTS } from "../functions/core/config.js";
 import { MODEL } from "./model.js";
 import { type Figures, type RunOptions, simulateDay } from "./run.js";
 import { chart } from "./svg.js";
@@ -10,12 +11,13 @@ import { chart } from "./svg.js";
  * one SVG chart per N, and with --json one JSON object on the last line. See bench/MODEL.md.
  */
 const USAGE = `usage: npm run bench -- [--controllers 100,300,1000] [--hours 24] [--seed 1]
-  [--interval-minutes 15] [--warmup-hours 2] [--sweep-minutes 5] [--cold-start] [--budget 20]
-  [--also-budgets 16] [--out docs/bench] [--json]
+  [--interval-minutes 15] [--warmup-hours 2] [--sweep-minutes 5] [--cold-start]
+  [--budget ${DEFAULTS.copyBudget}] [--also-budgets 20] [--poll-seconds ${DEFAULTS.pollSeconds}] [--out docs/bench] [--json]
 
-Ours runs with --budget (default 20: AWS's whole quota, the slots the bound and the naive design
-have) and again with each of --also-budgets (default 16: the deployed default, which leaves 4
-slots to other tools), on the same workload.`;
+Ours runs as deployed: --budget (default ${DEFAULTS.copyBudget}, the deployed default, which leaves
+${AWS_CONCURRENT_COPY_LIMIT - DEFAULTS.copyBudget} of AWS's ${AWS_CONCURRENT_COPY_LIMIT} slots to other tools) and the copy poller every --poll-seconds
+(default ${DEFAULTS.pollSeconds}; 0: off), and again with each of --also-budgets (default 20: the whole quota,
+the slots the bound and the naive design have), on the same workload.`;
 
 const { values } = parseArgs({
   options: {
@@ -26,8 +28,9 @@ const { values } = parseArgs({
     "warmup-hours": { type: "string", default: "2" },
     "sweep-minutes": { type: "string", default: "5" },
     "cold-start": { type: "boolean", default: false },
-    budget: { type: "string", default: "20" },
-    "also-budgets": { type: "string", default: "16" },
+    budget: { type: "string", default: String(DEFAULTS.copyBudget) },
+    "also-budgets": { type: "string", default: "20" },
+    "poll-seconds": { type: "string", default: String(DEFAULTS.pollSeconds) },
     out: { type: "string", default: "docs/bench" },
     json: { type: "boolean", default: false },
     help: { type: "boolean", default: false },
@@ -55,6 +58,7 @@ const base = {
   sampleSeconds: 10,
   warmLineages: !values["cold-start"],
   copyBudget: num("budget", values.budget, 1),
+  pollSeconds: num("poll-seconds", values["poll-seconds"], 0),
   alsoBudgets: values["also-budgets"]
     .split(",")
     .filter((b) => b.trim() !== "")

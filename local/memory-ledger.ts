@@ -125,6 +125,10 @@ export class MemoryLedger implements Ledger {
     return new Set(sourceSnapshotIds.filter((id) => this.open.has(id)));
   }
 
+  async counters(): Promise<{ inFlight: number; waiting: number }> {
+    return { inFlight: this.inFlight, waiting: this.waiting };
+  }
+
   async loadOpen(): Promise<OpenState> {
     const open = [...this.open.values()];
     // As the DynamoDB ledger: the started flags of the open records' backups only.

@@ -392,6 +392,7 @@ export class LocalPlane {
       maxCopyAttempts: DEFAULTS.maxCopyAttempts,
       stuckAfterMinutes: DEFAULTS.stuckAfterMinutes,
       rpoTargetMinutes: DEFAULTS.rpoTargetMinutes,
+      pollSeconds: DEFAULTS.pollSeconds,
       ...o.config,
     };
     await createLedgerTable(dynamo, config.ledgerTable);

@@ -46,6 +46,7 @@ const HANDLER_ENV: Record<string, string> = {
     maxCopyAttempts: 3,
     stuckAfterMinutes: 60,
     rpoTargetMinutes: 60,
+    pollSeconds: 10,
     // register refuses to start without Velero's bucket
     velero: {
       bucket: "velero-bundle-check",

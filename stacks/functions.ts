@@ -14,6 +14,7 @@ export const HANDLERS = {
   replicate: "functions/replicate.handler",
   copyCompleted: "functions/copy-completed.handler",
   sweep: "functions/sweep.handler",
+  poll: "functions/poll.handler",
   register: "functions/register.handler",
   recoveryPoint: "functions/recovery-point.handler",
 } as const;

@@ -26,6 +26,7 @@ export const SETTINGS = {
   excludeTags: "DR_EXCLUDE_TAGS",
   maxCopyAttempts: "DR_MAX_COPY_ATTEMPTS",
   stuckAfterMinutes: "DR_STUCK_AFTER_MINUTES",
+  pollSeconds: "DR_POLL_SECONDS",
   rpoTargetMinutes: "DR_RPO_TARGET_MINUTES",
   // Velero's bucket (optional as a group: without DR_VELERO_BUCKET, backup registration is off)
   veleroBucket: "DR_VELERO_BUCKET",

@@ -1,3 +1,4 @@
+import { POLL_WINDOW_MS } from "../../functions/app/poll.js";
 import { loadConfig } from "../../functions/core/config.js";
 import {
   type SourceSnapshot,
@@ -29,7 +30,8 @@ import type { Policy } from "./policy.js";
  *   copies at once when nothing waits, else the scheduler runs);
  * - copySnapshot events -> SQS (same batching) -> `copy-completed`: plane.settleCopies(batch), then
  *   plane.admit(state) if a slot was freed;
- * - the scheduled sweep: plane.sweep() every `sweepMinutes`.
+ * - the scheduled sweep: plane.sweep() every `sweepMinutes`;
+ * - the copy poller: each minute, plane.poll() every `pollSeconds` while copies wait for a slot.
  * Everything the plane touches is simulated: the ledger (MemoryLedger), EBS in both regions
  * (SimEbs, answering with AWS-shaped errors) and the clock (the engine's virtual time).
  * This is the only file that knows the plane's ports.
@@ -39,6 +41,8 @@ export interface SchedulerOptions {
   random: () => number;
   /** Copy budget (default: the plane's documented default, DEFAULTS.copyBudget). */
   copyBudget?: number;
+  /** The copy poller's interval (default DEFAULTS.pollSeconds; 0: off, events and sweep only). */
+  pollSeconds?: number;
 }
 
 const SILENT: Log = { debug() {}, info() {}, warn() {}, error() {} };
@@ -159,9 +163,13 @@ class SimCopier implements SnapshotCopier {
   }
 
   async findCopiesOf(sourceSnapshotIds: readonly string[]): Promise<CopyState[]> {
-    const wanted = new Set(sourceSnapshotIds);
-    if (wanted.size === 0) return [];
-    return (await this.listCopies()).filter((c) => c.sourceSnapshotId && wanted.has(c.sourceSnapshotId));
+    const out: CopyState[] = [];
+    for (const id of new Set(sourceSnapshotIds)) {
+      const at = this.aws.locate(id);
+      if (!at) continue;
+      for (const c of this.aws.copiesBySource.get(at.j * this.aws.w.n + at.v) ?? []) out.push(this.state(c));
+    }
+    return out;
   }
 
   /** Retention is not simulated: nothing is ever deleted. */
@@ -213,7 +221,7 @@ export class SchedulerPolicy implements Policy {
   readonly ledger = new MemoryLedger();
   readonly plane: ReplicationPlane;
   /** Handler invocations, by kind (for reports). */
-  readonly invocations = { replicate: 0, copyCompleted: 0, sweep: 0, admitCalls: 0 };
+  readonly invocations = { replicate: 0, copyCompleted: 0, sweep: 0, admitCalls: 0, poll: 0, pollLooks: 0 };
   private readonly snapshotQueue: Batcher<string>;
   private readonly copyQueue: Batcher<SimCopy>;
 
@@ -230,6 +238,7 @@ export class SchedulerPolicy implements Policy {
       SOURCE_REGIONS: SOURCE_REGION,
       FAILOVER_REGION,
       ...(options.copyBudget === undefined ? {} : { COPY_BUDGET: String(options.copyBudget) }),
+      ...(options.pollSeconds === undefined ? {} : { POLL_SECONDS: String(options.pollSeconds) }),
     });
     this.plane = new ReplicationPlane(
       {
@@ -252,6 +261,23 @@ export class SchedulerPolicy implements Policy {
       engine.after(sweepEvery, sweep);
     };
     engine.after(sweepEvery, sweep);
+    // The copy poller (functions/app/poll.ts): a run every minute that looks every pollSeconds
+    // while copies wait for a slot, for up to POLL_WINDOW_MS, and stops when nothing waits.
+    const pollMs = this.plane.config.pollSeconds * SECOND;
+    if (pollMs > 0) {
+      const maxPolls = Math.floor(POLL_WINDOW_MS / pollMs) + 1;
+      const look = async (n: number) => {
+        this.invocations.pollLooks++;
+        const r = await this.plane.poll();
+        if (r.busy && n < maxPolls) engine.after(pollMs, () => look(n + 1));
+      };
+      const run = async () => {
+        this.invocations.poll++;
+        await look(1);
+        engine.after(MINUTE, run);
+      };
+      engine.after(MINUTE, run);
+    }
   }
 
   get copyBudget(): number {

@@ -287,6 +287,14 @@ export class DynamoLedger implements Ledger, BackupLedger {
     return state;
   }
 
+  async counters(): Promise<{ inFlight: number; waiting: number }> {
+    const { Item: item } = await this.db.send(new GetCommand({ TableName: this.table, Key: BUDGET_KEY }));
+    return {
+      inFlight: typeof item?.inFlight === "number" ? item.inFlight : 0,
+      waiting: typeof item?.waiting === "number" ? item.waiting : 0,
+    };
+  }
+
   // --- Transaction items -----------------------------------------------------------------------
 
   /**

@@ -17,6 +17,7 @@ export const METRIC = {
   copiesStuck: "CopiesStuck",
   copiesMissedDeadline: "CopiesMissedDeadline",
   settledWithoutEvent: "CopiesSettledWithoutEvent",
+  settledByPoll: "CopiesSettledByPoll",
   discoveredWithoutEvent: "SnapshotsDiscoveredWithoutEvent",
   copyEventsProcessed: "CopyEventsProcessed",
   backupEvents: "BackupEventsProcessed",

@@ -26,6 +26,11 @@ export interface ReplicationConfig {
   maxCopyAttempts: number;
   /** A copy pending longer than this is flagged as stuck by the sweep. */
   stuckAfterMinutes: number;
+  /**
+   * While copies wait for a slot, look for finished copies this often (seconds) rather than wait
+   * for their events, which arrive 2-20 s late; 0 turns the poller off (events and the sweep only).
+   */
+  pollSeconds: number;
   /** Only events from this account are accepted (optional; defaults to the function's account). */
   accountId?: string;
   /** Recovery point objective: RecoveryPointAge above this raises the alarm. */
@@ -57,7 +62,11 @@ export const DEFAULTS = {
   maxCopyAttempts: 3,
   stuckAfterMinutes: 60,
   rpoTargetMinutes: 60,
+  pollSeconds: 10,
 } as const;
+
+/** The poller runs once a minute and looks several times within it. */
+export const MAX_POLL_SECONDS = 30;
 
 /** AWS's hard limit on concurrent snapshot copies per destination region. */
 export const AWS_CONCURRENT_COPY_LIMIT = 20;
@@ -77,6 +86,7 @@ export const ENV = {
   excludeTags: "EXCLUDE_TAGS",
   maxCopyAttempts: "MAX_COPY_ATTEMPTS",
   stuckAfterMinutes: "STUCK_AFTER_MINUTES",
+  pollSeconds: "POLL_SECONDS",
   accountId: "SOURCE_ACCOUNT_ID",
   veleroBucket: "VELERO_BUCKET",
   veleroPrefix: "VELERO_PREFIX",
@@ -172,6 +182,7 @@ export function loadConfig(env: Env): ReplicationConfig {
     excludeTags: parseTagList(ENV.excludeTags, env[ENV.excludeTags]),
     maxCopyAttempts: integer(env, ENV.maxCopyAttempts, 1, 20, DEFAULTS.maxCopyAttempts) as number,
     stuckAfterMinutes: integer(env, ENV.stuckAfterMinutes, 5, 2880, DEFAULTS.stuckAfterMinutes) as number,
+    pollSeconds: integer(env, ENV.pollSeconds, 0, MAX_POLL_SECONDS, DEFAULTS.pollSeconds) as number,
     rpoTargetMinutes: integer(env, ENV.rpoTargetMinutes, 1, 10_080, DEFAULTS.rpoTargetMinutes) as number,
   };
   if (kmsKeyId !== undefined) config.kmsKeyId = kmsKeyId;
@@ -237,6 +248,7 @@ export function configToEnv(c: ReplicationConfig): Record<string, string> {
     [ENV.copyBudget]: String(c.copyBudget),
     [ENV.maxCopyAttempts]: String(c.maxCopyAttempts),
     [ENV.stuckAfterMinutes]: String(c.stuckAfterMinutes),
+    [ENV.pollSeconds]: String(c.pollSeconds),
     [ENV.rpoTargetMinutes]: String(c.rpoTargetMinutes),
   };
   const tags = (t: Record<string, string>) =>

@@ -90,6 +90,17 @@ export interface SweepReport {
   admit: AdmitReport;
 }
 
+/** One look at the copies in flight while others wait for a slot (`poll`). */
+export interface PollReport {
+  /** Copies waited for a slot while others were in flight: worth looking again soon. */
+  busy: boolean;
+  /** Copies found finished (or failed) before their events, as settled. */
+  settled: CopyEventOutcome[];
+  /** Backups that have no open record left after settling (worth judging now). */
+  drained: string[];
+  admit?: AdmitReport;
+}
+
 export type CopyEvent = Extract<
   ClassifiedEvent,
   { kind: "snapshot-copied" | "copy-failed" | "copy-missed-deadline" }
@@ -160,6 +171,42 @@ function toRecord(s: SourceSnapshot, status: SnapshotRecord["status"], reason?: 
   if (schedule) record.schedule = schedule;
   if (reason) record.reason = reason;
   return record;
+}
+
+/** EC2's clock and ours may differ by this much when telling a copy's attempt by its start time. */
+const CLOCK_SKEW_MS = 5_000;
+
+/**
+ * Each copying record's copy among those found by our source tag: the copy of its current attempt.
+ * A copy started before the record was admitted belongs to an earlier attempt (one that failed and
+ * is being retried) and is never taken for it; of the rest the newest that is not in error, else
+ * the newest. A record whose copy id the ledger knows takes that copy only.
+ */
+export function attemptCopies(
+  records: readonly SnapshotRecord[],
+  found: readonly CopyState[],
+): Map<string, CopyState> {
+  const bySource = new Map<string, CopyState[]>();
+  for (const c of found) {
+    if (c.sourceSnapshotId)
+      bySource.set(c.sourceSnapshotId, [...(bySource.get(c.sourceSnapshotId) ?? []), c]);
+  }
+  const out = new Map<string, CopyState>();
+  for (const r of records) {
+    const admitted = r.admittedAt ? Date.parse(r.admittedAt) - CLOCK_SKEW_MS : Number.NEGATIVE_INFINITY;
+    const candidates = (bySource.get(r.sourceSnapshotId) ?? []).filter((c) =>
+      r.copySnapshotId
+        ? c.copySnapshotId === r.copySnapshotId
+        : !c.startTime || Date.parse(c.startTime) >= admitted,
+    );
+    candidates.sort(
+      (a, b) =>
+        Number(a.state === "error") - Number(b.state === "error") ||
+        (b.startTime ?? "").localeCompare(a.startTime ?? ""),
+    );
+    if (candidates[0]) out.set(r.sourceSnapshotId, candidates[0]);
+  }
+  return out;
 }
 
 /**
@@ -578,6 +625,53 @@ export class ReplicationPlane {
   }
 
   /**
+   * Frees slots before the events do: while copies wait for a slot, finished copies are found by
+   * our source tag (one DescribeSnapshots for every copy in flight) and settled as their events
+   * would settle them, then the freed slots are filled. A copySnapshot event takes 2-20 s to arrive
+   * and its queue batches for up to 5 s, and AWS frees the slot at completion, so under a backlog
+   * each slot otherwise idles ~15 s per copy of ~80 s (bench/MODEL.md). Costs one small read when
+   * nothing waits; the late events find their records settled and are ignored.
+   */
+  async poll(): Promise<PollReport> {
+    const { ledger, copier, clock } = this.deps;
+    const idle: PollReport = { busy: false, settled: [], drained: [] };
+    const counters = await ledger.counters();
+    if (counters.waiting === 0 || counters.inFlight === 0) return idle;
+    const state = await ledger.loadOpen();
+    const copying = state.open.filter((r) => r.status === "copying");
+    if (copying.length === 0 || !state.open.some((r) => r.status === "waiting")) return idle;
+    const now = clock.now();
+    const copies = attemptCopies(copying, await copier.findCopiesOf(copying.map((r) => r.sourceSnapshotId)));
+    const events: CopyEvent[] = [];
+    for (const r of copying) {
+      const c = copies.get(r.sourceSnapshotId);
+      const ev = c ? this.eventFor(r, c, now) : undefined;
+      if (ev) events.push(ev);
+    }
+    if (events.length === 0) return { ...idle, busy: true };
+    const settled = await this.settleCopies(events, state);
+    const outcomes = settled.outcomes.filter((o) => o.status !== "ignored" && o.status !== "flagged");
+    const admit = outcomes.length > 0 ? await this.admit(settled.state) : undefined;
+    return {
+      busy: (admit?.waiting ?? 1) > 0,
+      settled: outcomes,
+      drained: settled.drained,
+      ...(admit ? { admit } : {}),
+    };
+  }
+
+  /** The event a finished copy would have sent (none while it is still pending). */
+  private eventFor(r: SnapshotRecord, c: CopyState, now: Date): CopyEvent | undefined {
+    const base = { snapshotId: c.copySnapshotId, region: this.config.failoverRegion };
+    const source = { sourceSnapshotId: r.sourceSnapshotId, sourceRegion: r.sourceRegion };
+    if (c.state === "completed")
+      return { kind: "snapshot-copied", ...base, ...source, endTime: now.toISOString() };
+    if (c.state === "error")
+      return { kind: "copy-failed", ...base, ...source, cause: c.stateMessage ?? "copy in error state" };
+    return undefined;
+  }
+
+  /**
    * Reconciliation: EBS events are best effort, so look at every copy in flight, settle the ones
    * that finished without an event, flag the ones pending too long, find copies whose id the ledger
    * has not learnt yet (by our source tag), then admit. No lost event can stall the plane.
@@ -622,13 +716,10 @@ export class ReplicationPlane {
     // Copies whose id the ledger has not learnt (it learns ids from completion events): found by
     // our source tag, one DescribeSnapshots for all of them.
     const unnoted = copying.filter((r) => !r.copySnapshotId);
-    const bySource = new Map<string, CopyState>();
-    for (const c of await copier.findCopiesOf(unnoted.map((r) => r.sourceSnapshotId))) {
-      const prev = c.sourceSnapshotId ? bySource.get(c.sourceSnapshotId) : undefined;
-      if (c.sourceSnapshotId && (!prev || (c.startTime ?? "") < (prev.startTime ?? ""))) {
-        bySource.set(c.sourceSnapshotId, c);
-      }
-    }
+    const bySource = attemptCopies(
+      unnoted,
+      await copier.findCopiesOf(unnoted.map((r) => r.sourceSnapshotId)),
+    );
     for (const r of unnoted) {
       const c = bySource.get(r.sourceSnapshotId);
       if (!c) {
@@ -648,17 +739,9 @@ export class ReplicationPlane {
     }
     const events: CopyEvent[] = [];
     for (const [r, c] of found) {
-      const base = { snapshotId: c.copySnapshotId, region: this.config.failoverRegion };
-      const source = { sourceSnapshotId: r.sourceSnapshotId, sourceRegion: r.sourceRegion };
-      if (c.state === "completed") {
-        events.push({ kind: "snapshot-copied", ...base, ...source, endTime: now.toISOString() });
-      } else if (c.state === "error") {
-        events.push({
-          kind: "copy-failed",
-          ...base,
-          ...source,
-          cause: c.stateMessage ?? "copy in error state",
-        });
+      const ev = this.eventFor(r, c, now);
+      if (ev) {
+        events.push(ev);
       } else if (
         r.admittedAt &&
         now.getTime() - Date.parse(r.admittedAt) > this.config.stuckAfterMinutes * 60_000

@@ -81,6 +81,8 @@ export interface Ledger {
   stillOpen(sourceSnapshotIds: readonly string[]): Promise<Set<string>>;
   /** Every waiting or copying record, which backups have started copying, and the counters. */
   loadOpen(): Promise<OpenState>;
+  /** The counters alone (copies in flight, records waiting): one small read. */
+  counters(): Promise<{ inFlight: number; waiting: number }>;
   /**
    * Waiting records -> copying, in priority order, as far as the budget allows: each takes a
    * budget slot and its volume's lineage lock, and marks its backup started. A record another

@@ -83,12 +83,14 @@ describe("loadConfig: defaults", () => {
       maxCopyAttempts: 3,
       stuckAfterMinutes: 60,
       rpoTargetMinutes: 60,
+      pollSeconds: 10,
     });
     expect(DEFAULTS).toEqual({
       copyBudget: 16,
       maxCopyAttempts: 3,
       stuckAfterMinutes: 60,
       rpoTargetMinutes: 60,
+      pollSeconds: 10,
     });
   });
 
@@ -151,6 +153,29 @@ describe("loadConfig: regions", () => {
 });
 
 describe("loadConfig: numbers", () => {
+  it.each(["31", "-1", "2.5", "often"])("rejects POLL_SECONDS=%j", (raw) => {
+    // arrange
+    const e = env({ POLL_SECONDS: raw });
+    // act
+    const err = configError(e);
+    // assert
+    expect(err.message).toContain(ENV.pollSeconds);
+    expect(err.message).toContain(raw === "31" ? "between 0 and 30" : "integer");
+  });
+
+  it.each([
+    ["0", 0],
+    ["5", 5],
+    ["30", 30],
+  ])("accepts POLL_SECONDS=%j (0: the poller is off)", (raw, expected) => {
+    // arrange
+    const e = env({ POLL_SECONDS: raw });
+    // act
+    const c = loadConfig(e);
+    // assert
+    expect(c.pollSeconds).toBe(expected);
+  });
+
   it.each(["0", "21", "abc", "-1", "1.5", "1e1", "16 copies"])("rejects COPY_BUDGET=%j", (budget) => {
     // arrange
     const e = env({ COPY_BUDGET: budget });
@@ -295,6 +320,7 @@ describe("configToEnv", () => {
       stuckAfterMinutes: 90,
       accountId: "111122223333",
       rpoTargetMinutes: 30,
+      pollSeconds: 5,
       velero: {
         bucket: "velero-backups-dr",
         prefix: "cluster-a",
@@ -327,6 +353,7 @@ describe("configToEnv", () => {
         ENV.maxCopyAttempts,
         ENV.stuckAfterMinutes,
         ENV.rpoTargetMinutes,
+        ENV.pollSeconds,
       ].sort(),
     );
   });

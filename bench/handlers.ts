@@ -6,6 +6,7 @@ import { parseArgs } from "node:util";
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DescribeSnapshotsCommand, EC2Client } from "@aws-sdk/client-ec2";
 import type { S3Client } from "@aws-sdk/client-s3";
+import { pollCopies } from "../functions/app/poll.js";
 import { DEFAULTS, type VeleroConfig } from "../functions/core/config.js";
 import { SOURCE_SNAPSHOT_TAG } from "../functions/core/model.js";
 import { type Moto, startMoto } from "../local/moto.js";
@@ -68,6 +69,15 @@ export interface BenchOptions {
   modes: readonly Mode[];
   /** How long a simulated copy stays pending (the drill's default is 300 ms). */
   copyDelayMs?: number;
+  /**
+   * The copy poller's interval here: DEFAULTS.pollSeconds scaled as a ~80 s copy is scaled to
+   * `copyDelayMs` (300 ms -> 38 ms), so it looks as often per copy as deployed; 0: no poller.
+   */
+  pollMs?: number;
+}
+
+export function scaledPollMs(copyDelayMs: number): number {
+  return Math.max(1, Math.round((copyDelayMs * DEFAULTS.pollSeconds) / TYPICAL_COPY_SECONDS));
 }
 
 /** As local/drill.ts: the Velero bucket attached, so copy-completed evaluates backups as in AWS. */
@@ -80,7 +90,9 @@ const VELERO: VeleroConfig = {
   combinedIds: false,
 };
 const SCHEDULE = "cbci-dr";
-const COUNTED = ["replicate", "copy-completed"];
+const COUNTED = ["replicate", "copy-completed", "poll"];
+/** A typical incremental copy in AWS (bench/MODEL.md): the poller's interval is scaled to it. */
+const TYPICAL_COPY_SECONDS = 80;
 
 const scope = new AsyncLocalStorage<Scope>();
 
@@ -175,9 +187,34 @@ async function runMode(moto: Moto, o: BenchOptions, mode: Mode): Promise<ModeRes
   // emulator, so its log holds the handlers' calls and none of the simulators'.
   let sourceSnapshots = 0;
   const names: string[] = [];
+  // The copy poller as deployed (functions/app/poll.ts), time-scaled: a run every "minute" of
+  // 60 / pollSeconds intervals, looking every interval while copies wait, during each drain.
+  const pollMs = o.pollMs ?? scaledPollMs(o.copyDelayMs ?? 300);
+  const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+  const poller = () => {
+    let stop = false;
+    const done = (async () => {
+      const minute = pollMs * Math.round(60 / DEFAULTS.pollSeconds);
+      while (!stop) {
+        const started = performance.now();
+        const i = invocations.get("poll") ?? { count: 0, messages: 0 };
+        invocations.set("poll", { count: i.count + 1, messages: i.messages });
+        await scope.run({ fn: "poll", part: "handler" }, () =>
+          pollCopies(plane.rt, { sleep: () => sleep(pollMs) }),
+        );
+        await sleep(Math.max(0, minute - (performance.now() - started)));
+      }
+    })();
+    return async () => {
+      stop = true;
+      await done;
+    };
+  };
   const drain = async () => {
     await recorder(moto.endpoint, "start");
+    const stopPoller = pollMs > 0 ? poller() : async () => {};
     await plane.drain(600_000);
+    await stopPoller();
     await recorder(moto.endpoint, "stop");
   };
   const started = performance.now();
@@ -333,10 +370,11 @@ export function renderTable(results: readonly ModeResult[]): string {
   for (const fn of COUNTED) {
     lines.push(
       row(
-        `${fn} invocations`,
+        fn === "poll" ? "poll runs (scheduled)" : `${fn} invocations`,
         results.map((r) => String(r.invocations[fn]?.count ?? 0)),
       ),
     );
+    if (fn === "poll") continue;
     lines.push(
       row(
         `${fn} mean batch`,
@@ -367,6 +405,7 @@ export function renderTable(results: readonly ModeResult[]): string {
   };
   section("replicate", "handler", "replicate total");
   section("copy-completed", "handler", "copy-completed total");
+  section("poll", "handler", "poll total");
   lines.push(
     row(
       "copy path total (acceptance: <= 3)",
@@ -374,7 +413,8 @@ export function renderTable(results: readonly ModeResult[]): string {
     ),
   );
   lines.push("", row("backup evaluation in copy-completed (registry)", []));
-  section("copy-completed", "registry", "registry total (separate from the copy path)");
+  section("copy-completed", "registry", "copy-completed registry total (separate from the copy path)");
+  section("poll", "registry", "poll registry total (separate from the copy path)");
   lines.push(
     row(
       "backups DR-ready (registry ran to the end)",
@@ -409,13 +449,14 @@ async function main(): Promise<void> {
       backups: { type: "string", default: "3" },
       mode: { type: "string", default: "both" },
       "copy-delay-ms": { type: "string", default: "300" },
+      "poll-ms": { type: "string" },
       json: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
   });
   if (values.help) {
     process.stdout.write(
-      "usage: npm run bench:handlers -- [--controllers N] [--backups K] [--mode bursts|trickle|backlog|both|all] [--copy-delay-ms MS] [--json]\n",
+      "usage: npm run bench:handlers -- [--controllers N] [--backups K] [--mode bursts|trickle|backlog|both|all] [--copy-delay-ms MS] [--poll-ms MS (default: the deployed interval scaled to the copy delay; 0: no poller)] [--json]\n",
     );
     return;
   }
@@ -432,6 +473,7 @@ async function main(): Promise<void> {
     backups: Number(values.backups),
     modes,
     copyDelayMs: Number(values["copy-delay-ms"]),
+    ...(values["poll-ms"] === undefined ? {} : { pollMs: Number(values["poll-ms"]) }),
   };
   // EMF goes to stdout and would bury the table, which reports the figures instead.
   process.env.POWERTOOLS_METRICS_DISABLED ??= "true";
@@ -443,6 +485,7 @@ async function main(): Promise<void> {
   else
     process.stdout.write(
       `handler benchmark: ${options.controllers} controllers x ${options.backups} backups, copy delay ${options.copyDelayMs} ms, ` +
+        `poller every ${options.pollMs ?? scaledPollMs(options.copyDelayMs ?? 300)} ms, ` +
         `budget ${DEFAULTS.copyBudget}, Velero bucket attached (as the drill)\n${renderTable(results)}\n` +
         `total ${total.toFixed(1)} s (emulator start, setup and every mode)\n`,
     );

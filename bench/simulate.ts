@@ -65,6 +65,9 @@ const base = {
     .map((b) => num("also-budgets", b.trim(), 1)),
 };
 
+const oursLabel = (d: Record<string, number> | undefined) =>
+  `ours (plane, budget ${d?.copyBudget}, ${d?.pollSeconds ? `poller ${d.pollSeconds} s` : "no poller"})`;
+
 const wall = performance.now();
 const all: Figures[] = [];
 const also: Figures[] = [];
@@ -86,12 +89,12 @@ for (const n of controllers) {
       lines: [
         { label: "naive (copy all, retry 60 s)", color: "#d62728", series: naive.age },
         {
-          label: `ours (plane, budget ${ours.policyDetail?.copyBudget})`,
+          label: oursLabel(ours.policyDetail),
           color: "#1f77b4",
           series: ours.age,
         },
         ...day.alsoRuns.map((r) => ({
-          label: `ours (plane, budget ${r.policyDetail?.copyBudget})`,
+          label: oursLabel(r.policyDetail),
           color: "#2ca02c",
           series: r.age,
         })),

@@ -225,8 +225,10 @@ export class MemoryLedger implements Ledger {
   }
 
   async release(record: LeaseHolder, outcome: ReleaseOutcome): Promise<boolean> {
-    const bump = (r: SnapshotRecord): Partial<SnapshotRecord> =>
-      outcome.count === "none" ? {} : { [outcome.count]: (r[outcome.count] ?? 0) + 1 };
+    const bump = (r: SnapshotRecord): Partial<SnapshotRecord> => ({
+      ...(outcome.count === "none" ? {} : { [outcome.count]: (r[outcome.count] ?? 0) + 1 }),
+      ...(outcome.failedCopy ? { failedCopies: [...(r.failedCopies ?? []), outcome.failedCopy] } : {}),
+    });
     const ok = this.leaveCopying(record, (r) => {
       if (outcome.status === "waiting") {
         const { copySnapshotId: _c, admittedAt: _a, ...rest } = r;

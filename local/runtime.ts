@@ -74,6 +74,8 @@ export interface Copy {
 export class EbsEventEmitter {
   readonly copies: Copy[] = [];
   readonly held: Copy[] = [];
+  /** Ids of the copies started and not completed yet. */
+  private readonly unfinished = new Set<string>();
   private pending = 0;
   private timers = 0;
   private seq = 0;
@@ -114,10 +116,13 @@ export class EbsEventEmitter {
     );
   }
 
-  /** The emulator completes copies at once; a held copy must look pending to the sweep, as in AWS. */
+  /**
+   * The emulator completes copies at once; a copy this emitter has not completed yet (held, or
+   * within its delay) must look pending to the sweep and the poller, as in AWS.
+   */
   private showHeldAsPending(output: DescribeSnapshotsResult): void {
     for (const s of output.Snapshots ?? []) {
-      if (s.SnapshotId && this.isHeld(s.SnapshotId)) {
+      if (s.SnapshotId && this.unfinished.has(s.SnapshotId)) {
         s.State = "pending";
         s.Progress = "42%";
       }
@@ -141,6 +146,7 @@ export class EbsEventEmitter {
 
   private started(copy: Copy): void {
     this.copies.push(copy);
+    this.unfinished.add(copy.copySnapshotId);
     this.pending++;
     this.maxPending = Math.max(this.maxPending, this.pending);
     if (this.copyDelayMs === "held") {
@@ -182,6 +188,7 @@ export class EbsEventEmitter {
   private finish(copies: readonly Copy[]): void {
     this.pending -= copies.length;
     for (const c of copies) {
+      this.unfinished.delete(c.copySnapshotId);
       c.endTime = new Date().toISOString();
       c.endSeq = ++this.seq;
     }

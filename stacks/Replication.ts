@@ -35,16 +35,21 @@ export const SERVICE_NAME = "velero-dr";
 /** Function timeouts; each SQS queue's visibility timeout is 6x its consumer's (AWS guidance). */
 const QUEUE_CONSUMER_TIMEOUT = Duration.seconds(60);
 const SWEEP_TIMEOUT = Duration.seconds(120);
+/**
+ * A copy poller run looks for at most POLL_WINDOW_MS (50 s, functions/app/poll.ts) and then stops;
+ * the next run starts a minute later, so a run never outlives the next one's start.
+ */
+const POLL_TIMEOUT = Duration.seconds(60);
 const RECOVERY_POINT_TIMEOUT = Duration.seconds(30);
 /** The oldest message waiting longer than this means the consumer is stuck or failing. */
 const QUEUE_AGE_ALARM_SECONDS = 900;
 
 /**
  * The replication plane, in the failover region: the bus the source regions forward to, the two
- * event queues and their consumers, the reconciliation sweep, the ledger, the alarms and the
- * dashboard. With Velero's bucket configured (DR_VELERO_BUCKET), also the DR-ready backups: the
- * bucket's events, their queue and the `register` consumer, and the recovery point every minute
- * with its RPO alarm.
+ * event queues and their consumers, the reconciliation sweep, the copy poller (unless
+ * DR_POLL_SECONDS is 0), the ledger, the alarms and the dashboard. With Velero's bucket configured
+ * (DR_VELERO_BUCKET), also the DR-ready backups: the bucket's events, their queue and the `register`
+ * consumer, and the recovery point every minute with its RPO alarm.
  */
 export function Replication({ stack }: StackContext) {
   const settings = settingsFromEnv(process.env);
@@ -238,7 +243,8 @@ export function Replication({ stack }: StackContext) {
     logGroups[id] = logGroup;
     return f;
   };
-  // copy-completed and the sweep also judge backups DR-ready and publish their failover metadata.
+  // copy-completed, the sweep and the copy poller also judge backups DR-ready and publish their
+  // failover metadata.
   const bucketAccess = velero
     ? [...veleroBucketPermissions(stack, velero), ...copyRetentionPermissions(stack, config.failoverRegion)]
     : [];
@@ -287,6 +293,40 @@ export function Replication({ stack }: StackContext) {
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     }),
   );
+
+  // The copy poller (DR_POLL_SECONDS, 0 = off): every minute, while copies wait for a slot, it
+  // looks every pollSeconds for finished copies, settles them before their events arrive and fills
+  // the freed slots; idle, a run is one ledger read. It settles and judges backups exactly as
+  // copy-completed does, so it has copy-completed's permissions. No async retries: the next
+  // minute's run is the retry, and runs must not pile up.
+  let poll: SstFunction | undefined;
+  if (config.pollSeconds > 0) {
+    poll = fn(
+      "CopyPoller",
+      HANDLERS.poll,
+      POLL_TIMEOUT,
+      "Settles finished copies before their events while copies wait, and admits waiting ones",
+      [...replicationPermissions(stack, settings, table), ...bucketAccess],
+      { retryAttempts: 0 },
+    );
+    new events.Rule(stack, "CopyPollerSchedule", {
+      description: `Every minute: while copies wait for a slot, look for finished copies every ${config.pollSeconds} s`,
+      schedule: events.Schedule.rate(Duration.minutes(1)),
+      targets: [new targets.LambdaFunction(poll)],
+    });
+    // Like the sweep, no queue would show it failing; five failed minutes in a row alert.
+    alarm(
+      new cloudwatch.Alarm(stack, "CopyPollerErrorsAlarm", {
+        alarmName: `${prefix}poller-errors`,
+        alarmDescription: "The copy poller failed on every run for 5 minutes",
+        metric: poll.metricErrors({ period: Duration.minutes(1), statistic: cloudwatch.Stats.SUM }),
+        threshold: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        evaluationPeriods: 5,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+    );
+  }
 
   // --- Copy alarms (our metrics: namespace VeleroDR, dimension service as Powertools emits) ----
   const planeMetric = (metricName: string, statistic: string) =>
@@ -411,7 +451,7 @@ export function Replication({ stack }: StackContext) {
     backupEvents,
     dashboard,
     alarms,
-    functions: { replicate, copyCompleted, sweep, register, recoveryPoint },
+    functions: { replicate, copyCompleted, sweep, poll, register, recoveryPoint },
   };
 }
 

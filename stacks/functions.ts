@@ -8,7 +8,8 @@ import { type FunctionProps, Function as SstFunction } from "sst/constructs";
 
 /**
  * The entrypoints (ESM, each exporting `handler`). scripts/bundle.ts builds the same files. The
- * last two are deployed only with Velero's bucket configured (DR_VELERO_BUCKET).
+ * copy poller is deployed unless DR_POLL_SECONDS is 0; the last two only with Velero's bucket
+ * configured (DR_VELERO_BUCKET).
  */
 export const HANDLERS = {
   replicate: "functions/replicate.handler",

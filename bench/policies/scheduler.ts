@@ -266,14 +266,14 @@ export class SchedulerPolicy implements Policy {
     const pollMs = this.plane.config.pollSeconds * SECOND;
     if (pollMs > 0) {
       const maxPolls = Math.floor(POLL_WINDOW_MS / pollMs) + 1;
-      const look = async (n: number) => {
+      const look = async (n: number, busy: boolean) => {
         this.invocations.pollLooks++;
-        const r = await this.plane.poll();
-        if (r.busy && n < maxPolls) engine.after(pollMs, () => look(n + 1));
+        const r = await this.plane.poll({ busy });
+        if (r.busy && n < maxPolls) engine.after(pollMs, () => look(n + 1, true));
       };
       const run = async () => {
         this.invocations.poll++;
-        await look(1);
+        await look(1, false);
         engine.after(MINUTE, run);
       };
       engine.after(MINUTE, run);

@@ -173,6 +173,8 @@ function fromItem(item: Item): SnapshotRecord {
     if (typeof item[k] === "boolean") (r as unknown as Item)[k] = item[k];
   }
   if (typeof item.throttles === "number") r.throttles = item.throttles;
+  if (Array.isArray(item.failedCopies))
+    r.failedCopies = item.failedCopies.filter((c): c is string => typeof c === "string");
   return r;
 }
 
@@ -681,24 +683,30 @@ export class DynamoLedger implements Ledger, BackupLedger {
     const counter =
       outcome.count === "none" ? "" : `, ${outcome.count} = if_not_exists(${outcome.count}, :zero) + :one`;
     const counterValues = outcome.count === "none" ? {} : { ":zero": 0, ":one": 1 };
+    const failed = outcome.failedCopy
+      ? ", failedCopies = list_append(if_not_exists(failedCopies, :none), :failedCopy)"
+      : "";
+    const failedValues = outcome.failedCopy ? { ":none": [], ":failedCopy": [outcome.failedCopy] } : {};
     const update =
       outcome.status === "waiting"
         ? {
-            expression: `SET #status = :waiting, notBefore = :nb, reason = :reason${counter} REMOVE copySnapshotId, admittedAt`,
+            expression: `SET #status = :waiting, notBefore = :nb, reason = :reason${counter}${failed} REMOVE copySnapshotId, admittedAt`,
             values: {
               ":waiting": "waiting",
               ":nb": outcome.notBefore,
               ":reason": outcome.reason,
               ...counterValues,
+              ...failedValues,
             },
           }
         : {
-            expression: `SET #status = :failed, reason = :reason, gsi1pk = :settled${counter}`,
+            expression: `SET #status = :failed, reason = :reason, gsi1pk = :settled${counter}${failed}`,
             values: {
               ":failed": "failed",
               ":reason": outcome.reason,
               ":settled": `BACKUP#${record.backup}`,
               ...counterValues,
+              ...failedValues,
             },
           };
     const items = [

@@ -43,7 +43,7 @@ export async function pollCopies(rt: Runtime, options: PollOptions = {}): Promis
   const sleep = options.sleep ?? realSleep;
   const maxPolls = Math.floor(POLL_WINDOW_MS / intervalMs) + 1;
   for (;;) {
-    const r = await plane.poll();
+    const r = await plane.poll({ busy: run.busy });
     run.polls++;
     for (const o of r.settled) publishCopyOutcome(metrics, o);
     if (r.admit) publishAdmit(metrics, r.admit);

@@ -42,6 +42,8 @@ export interface SnapshotRecord {
   /** Earliest time (ISO) a waiting snapshot may be admitted again after a back-off. */
   notBefore?: string;
   copySnapshotId?: string;
+  /** Copies of earlier attempts that failed: never taken for the current attempt's copy. */
+  failedCopies?: string[];
   admittedAt?: string;
   completedAt?: string;
   reason?: string;

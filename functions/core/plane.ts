@@ -178,9 +178,11 @@ const CLOCK_SKEW_MS = 5_000;
 
 /**
  * Each copying record's copy among those found by our source tag: the copy of its current attempt.
- * A copy started before the record was admitted belongs to an earlier attempt (one that failed and
- * is being retried) and is never taken for it; of the rest the newest that is not in error, else
- * the newest. A record whose copy id the ledger knows takes that copy only.
+ * Copies of earlier attempts (failed, and named in `failedCopies`) are never taken for it, nor is a
+ * copy started before the record was admitted (5 s allowed for clock skew and EC2's whole-second
+ * start times: a retry can start a second after its previous copy failed, so the id decides); of
+ * the rest the newest that is not in error, else the newest. A record whose copy id the ledger
+ * knows takes that copy only.
  */
 export function attemptCopies(
   records: readonly SnapshotRecord[],
@@ -194,10 +196,11 @@ export function attemptCopies(
   const out = new Map<string, CopyState>();
   for (const r of records) {
     const admitted = r.admittedAt ? Date.parse(r.admittedAt) - CLOCK_SKEW_MS : Number.NEGATIVE_INFINITY;
+    const failed = new Set(r.failedCopies ?? []);
     const candidates = (bySource.get(r.sourceSnapshotId) ?? []).filter((c) =>
       r.copySnapshotId
         ? c.copySnapshotId === r.copySnapshotId
-        : !c.startTime || Date.parse(c.startTime) >= admitted,
+        : !failed.has(c.copySnapshotId) && (!c.startTime || Date.parse(c.startTime) >= admitted),
     );
     candidates.sort(
       (a, b) =>
@@ -509,6 +512,17 @@ export class ReplicationPlane {
       if (after) state.waitingCounter++;
       settled.add(r.backup);
     };
+    // An event whose record the open set does not show copying is a repeat, a late event (the
+    // poller or the sweep settled its copy first) or not ours, unless the index read lagged behind
+    // an admission: one consistent batch read tells, and only records still open are read again.
+    const unseen = events.flatMap((ev) =>
+      ev.region === this.config.failoverRegion &&
+      ev.sourceSnapshotId &&
+      open.get(ev.sourceSnapshotId)?.status !== "copying"
+        ? [ev.sourceSnapshotId]
+        : [],
+    );
+    const lagging = unseen.length > 0 ? await ledger.stillOpen([...new Set(unseen)]) : new Set<string>();
     for (const [index, ev] of events.entries()) {
       if (ev.region !== this.config.failoverRegion) {
         outcomes[index] = { status: "ignored", reason: `copy in ${ev.region}, not the failover region` };
@@ -520,9 +534,17 @@ export class ReplicationPlane {
         continue;
       }
       const cached = open.get(sourceId);
-      const record = cached?.status === "copying" ? cached : await ledger.get(sourceId);
+      const record =
+        cached?.status === "copying"
+          ? cached
+          : lagging.has(sourceId)
+            ? await ledger.get(sourceId)
+            : undefined;
       if (!record) {
-        outcomes[index] = { status: "ignored", reason: `source snapshot ${sourceId} is not in the ledger` };
+        outcomes[index] = {
+          status: "ignored",
+          reason: `source snapshot ${sourceId} has no open copy (a repeated or late event, or not ours)`,
+        };
         continue;
       }
       if (record.copySnapshotId && record.copySnapshotId !== ev.snapshotId) {
@@ -549,6 +571,7 @@ export class ReplicationPlane {
         const { outcome, after } = await this.failCopy(
           record,
           `copy ${ev.snapshotId} failed: ${ev.cause || "no cause given"}`,
+          ev.snapshotId,
         );
         if (outcome.status !== "ignored") leave(record, after);
         outcomes[index] = outcome;
@@ -601,24 +624,35 @@ export class ReplicationPlane {
   private async failCopy(
     record: SnapshotRecord,
     reason: string,
+    failedCopy?: string,
   ): Promise<{ outcome: CopyEventOutcome; after?: SnapshotRecord }> {
     const { ledger, clock, log } = this.deps;
     const attempts = record.attempts + 1;
+    const copy = failedCopy ? { failedCopy } : {};
     const lost = { outcome: { status: "ignored" as const, reason: "lost a race with another delivery" } };
     if (attempts >= this.config.maxCopyAttempts) {
       const final = `${reason} (attempt ${attempts} of ${this.config.maxCopyAttempts}, giving up)`;
-      if (!(await ledger.release(record, { status: "failed", reason: final, count: "attempts" })))
+      if (!(await ledger.release(record, { status: "failed", reason: final, count: "attempts", ...copy })))
         return lost;
       log.error("copy failed for good", { sourceSnapshotId: record.sourceSnapshotId, reason: final });
       return { outcome: { status: "failed", record, reason: final } };
     }
     const notBefore = new Date(clock.now().getTime() + backoffMs(attempts, this.random)).toISOString();
     const again = `${reason} (attempt ${attempts} of ${this.config.maxCopyAttempts}, retrying after ${notBefore})`;
-    if (!(await ledger.release(record, { status: "waiting", notBefore, reason: again, count: "attempts" }))) {
+    if (
+      !(await ledger.release(record, {
+        status: "waiting",
+        notBefore,
+        reason: again,
+        count: "attempts",
+        ...copy,
+      }))
+    ) {
       return lost;
     }
     log.warn("copy failed, will retry", { sourceSnapshotId: record.sourceSnapshotId, reason: again });
     const after: SnapshotRecord = { ...record, status: "waiting", notBefore, attempts, reason: again };
+    if (failedCopy) after.failedCopies = [...(record.failedCopies ?? []), failedCopy];
     delete after.copySnapshotId;
     delete after.admittedAt;
     return { outcome: { status: "retrying", record, reason: again }, after };
@@ -632,11 +666,14 @@ export class ReplicationPlane {
    * each slot otherwise idles ~15 s per copy of ~80 s (bench/MODEL.md). Costs one small read when
    * nothing waits; the late events find their records settled and are ignored.
    */
-  async poll(): Promise<PollReport> {
+  async poll(options: { busy?: boolean } = {}): Promise<PollReport> {
     const { ledger, copier, clock } = this.deps;
     const idle: PollReport = { busy: false, settled: [], drained: [] };
-    const counters = await ledger.counters();
-    if (counters.waiting === 0 || counters.inFlight === 0) return idle;
+    // The counters decide whether to look at all, unless the previous look just found copies waiting.
+    if (!options.busy) {
+      const counters = await ledger.counters();
+      if (counters.waiting === 0 || counters.inFlight === 0) return idle;
+    }
     const state = await ledger.loadOpen();
     const copying = state.open.filter((r) => r.status === "copying");
     if (copying.length === 0 || !state.open.some((r) => r.status === "waiting")) return idle;

@@ -122,9 +122,13 @@ export interface Ledger {
 /** What leaving `copying` needs to know of a record (fields that never change). */
 export type LeaseHolder = Pick<SnapshotRecord, "sourceSnapshotId" | "volumeId" | "backup">;
 
-export type ReleaseOutcome =
+export type ReleaseOutcome = (
   | { status: "waiting"; notBefore: string; reason: string; count: "attempts" | "throttles" | "none" }
-  | { status: "failed"; reason: string; count: "attempts" | "none" };
+  | { status: "failed"; reason: string; count: "attempts" | "none" }
+) & {
+  /** The attempt's copy, when it was made and failed (kept in `failedCopies`). */
+  failedCopy?: string;
+};
 
 export interface CopyRequest {
   sourceSnapshotId: string;

@@ -46,6 +46,8 @@ async function script(ledger: Ledger): Promise<unknown[]> {
       started: [...s.startedBackups].sort(),
       inFlight: s.inFlightCounter,
       waiting: s.waitingCounter,
+      // the poller's cheap read must agree with the full one
+      counters: await ledger.counters(),
     };
   };
   const a1 = rec("snap-a1", "vol-a", "b1", 0);
@@ -92,11 +94,21 @@ async function script(ledger: Ledger): Promise<unknown[]> {
       notBefore: NOW.toISOString(),
       reason: "x",
       count: "attempts",
+      failedCopy: "snap-copy-c1-attempt-1",
     }),
-    await ledger.release(d1, { status: "failed", reason: "y", count: "attempts" }),
+    await ledger.release(d1, {
+      status: "failed",
+      reason: "y",
+      count: "attempts",
+      failedCopy: "snap-copy-d1",
+    }),
     await ledger.release(d1, { status: "failed", reason: "y", count: "attempts" }),
   ]);
   out.push(await open());
+  // the failed attempts' copies are kept, so the poller never takes one for a later attempt
+  const c1Failed = await ledger.get("snap-c1");
+  const d1Failed = await ledger.get("snap-d1");
+  out.push(["failedCopies", c1Failed?.failedCopies, c1Failed?.attempts, d1Failed?.failedCopies]);
   // 7. Supersession: never for a started backup (b1), yes for one that never started (b3).
   const e3 = rec("snap-e3", "vol-e", "b3", 30);
   const f3 = rec("snap-f3", "vol-f", "b3", 30);
@@ -149,8 +161,9 @@ describe("ledger contract: the in-memory ledger (simulation) answers as the Dyna
       [],
       { "snap-a2": "key-1", "snap-d1": "key-2" },
     ]);
-    expect(inDynamo[10]).toEqual(["supersede", 0, 2]);
-    expect(inDynamo[11]).toMatchObject({ inFlight: 1, waiting: 1 });
+    expect(inDynamo[10]).toEqual(["failedCopies", ["snap-copy-c1-attempt-1"], 1, ["snap-copy-d1"]]);
+    expect(inDynamo[11]).toEqual(["supersede", 0, 2]);
+    expect(inDynamo[12]).toMatchObject({ inFlight: 1, waiting: 1 });
     expect(inDynamo).toContainEqual(["fullDiscoveryAt", NOW.toISOString()]);
   });
 });

@@ -36,6 +36,7 @@ describe("settingsFromEnv", () => {
       DR_EXCLUDE_TAGS: "dr=skip,tier=scratch",
       DR_MAX_COPY_ATTEMPTS: "4",
       DR_STUCK_AFTER_MINUTES: "90",
+      DR_POLL_SECONDS: "5",
       DR_RPO_TARGET_MINUTES: "30",
       DR_VELERO_BUCKET: "acme-velero",
       DR_VELERO_PREFIX: "/cbci/",
@@ -60,6 +61,7 @@ describe("settingsFromEnv", () => {
         excludeTags: { dr: "skip", tier: "scratch" },
         maxCopyAttempts: 4,
         stuckAfterMinutes: 90,
+        pollSeconds: 5,
         rpoTargetMinutes: 30,
         velero: {
           bucket: "acme-velero",
@@ -79,6 +81,7 @@ describe("settingsFromEnv", () => {
   it("applies loadConfig's documented defaults and leaves optional settings out", () => {
     const { config, alertEmail } = settingsFromEnv(BASE);
     expect(config.rpoTargetMinutes).toBe(60);
+    expect(config.pollSeconds).toBe(10); // the copy poller looks every 10 s while copies wait
     expect(config.velero).toBeUndefined(); // registration off without DR_VELERO_BUCKET
     const fromFunctions = loadConfig({
       LEDGER_TABLE: "t",
@@ -116,6 +119,8 @@ describe("settingsFromEnv", () => {
     [{ ...BASE, DR_STUCK_AFTER_MINUTES: "1" }, "DR_STUCK_AFTER_MINUTES must be between 5 and 2880, got 1"],
     [{ ...BASE, DR_ALERT_EMAIL: "ops" }, 'DR_ALERT_EMAIL must be an email address, got "ops"'],
     [{ ...BASE, DR_RPO_TARGET_MINUTES: "0" }, "DR_RPO_TARGET_MINUTES must be between 1 and 10080, got 0"],
+    [{ ...BASE, DR_POLL_SECONDS: "31" }, "DR_POLL_SECONDS must be between 0 and 30, got 31"],
+    [{ ...BASE, DR_POLL_SECONDS: "x" }, 'DR_POLL_SECONDS must be an integer, got "x"'],
     [{ ...BASE, DR_VELERO_BUCKET: "acme-velero" }, "DR_ZONE_MAP is required but not set"],
     [
       { ...BASE, DR_VELERO_BUCKET: "Not_A_Bucket", DR_ZONE_MAP: "us-east-1a=us-west-2a" },
@@ -165,6 +170,13 @@ describe("settingsFromEnv", () => {
   ])("rejects %o naming the setting the deployer sets", (env, message) => {
     expect(() => settingsFromEnv(env)).toThrow(ConfigError);
     expect(() => settingsFromEnv(env)).toThrow(message);
+  });
+
+  it("accepts DR_POLL_SECONDS=0 (the copy poller is off: the stack deploys none)", () => {
+    // act
+    const { config } = settingsFromEnv({ ...BASE, DR_POLL_SECONDS: "0" });
+    // assert
+    expect(config.pollSeconds).toBe(0);
   });
 
   it("ignores the functions' own variable names (only DR_* configures a deployment)", () => {

@@ -60,10 +60,13 @@ const VELERO_SETTINGS = {
   DR_RPO_TARGET_MINUTES: "30",
 };
 const BUCKET_ARN = "arn:aws:s3:::acme-velero";
+/** The same deployment with the copy poller off. */
+const NO_POLLER_SETTINGS = { ...SETTINGS, DR_POLL_SECONDS: "0" };
 
 let replication: SynthesizedStack;
 let primary: SynthesizedStack;
 let withVelero: SynthesizedStack;
+let withoutPoller: SynthesizedStack;
 const timings: Record<string, number> = {};
 
 async function timed<T>(label: string, fn: () => Promise<T>): Promise<T> {
@@ -161,15 +164,19 @@ beforeAll(async () => {
   const veleroStacks = await timed("synth failover region with Velero's bucket", () =>
     synthRegion(FAILOVER, { env: VELERO_SETTINGS }),
   );
+  const noPollerStacks = await timed("synth failover region without the copy poller", () =>
+    synthRegion(FAILOVER, { env: NO_POLLER_SETTINGS }),
+  );
   replication = only(failoverStacks, "stack in the failover region");
   primary = only(primaryStacks, "stack in the primary region");
   withVelero = only(veleroStacks, "stack in the failover region, with Velero's bucket");
+  withoutPoller = only(noPollerStacks, "stack in the failover region, without the copy poller");
   console.log("stack synthesis timings (ms):", timings);
 }, 240_000);
 
 afterAll(async () => {
   // CDK writes each cloud assembly (function bundles included) to a fresh temporary directory.
-  for (const s of [replication, primary, withVelero]) {
+  for (const s of [replication, primary, withVelero, withoutPoller]) {
     if (s) await rm(s.assemblyDir, { recursive: true, force: true });
   }
 });
@@ -192,6 +199,8 @@ describe("multi-region app", () => {
     [{ ...SETTINGS, DR_SOURCE_REGIONS: "" }, /DR_SOURCE_REGIONS is required/],
     [{ ...SETTINGS, DR_KMS_KEY_ARN: "alias/mine" }, /DR_KMS_KEY_ARN must be a KMS key or alias ARN/],
     [{ ...SETTINGS, DR_ALERT_EMAIL: "not-an-address" }, /DR_ALERT_EMAIL must be an email address/],
+    [{ ...SETTINGS, DR_POLL_SECONDS: "31" }, /DR_POLL_SECONDS must be between 0 and 30, got 31/],
+    [{ ...SETTINGS, DR_POLL_SECONDS: "x" }, /DR_POLL_SECONDS must be an integer, got "x"/],
   ])("fails synthesis naming the bad setting (%o)", (env, message) =>
     withSynthLock(async () => {
       // arrange
@@ -251,27 +260,30 @@ describe("Replication stack (failover region)", () => {
       "AWS::DynamoDB::Table": 1,
       "AWS::Events::EventBus": 1,
       "AWS::Events::EventBusPolicy": 1,
-      // 2 snapshot-event rules on our bus, 2 copy-event rules on the default bus, the sweep schedule
-      "AWS::Events::Rule": 5,
+      // 2 snapshot-event rules on our bus, 2 copy-event rules on the default bus, the sweep's and
+      // the copy poller's schedules
+      "AWS::Events::Rule": 6,
       "AWS::SQS::Queue": 4,
       "AWS::SQS::QueuePolicy": 4,
-      // DLQ depth and oldest-message age per queue, the sweep's errors, copy failures, stuck copies
-      "AWS::CloudWatch::Alarm": 7,
+      // DLQ depth and oldest-message age per queue, the sweep's and the poller's errors, copy
+      // failures, stuck copies
+      "AWS::CloudWatch::Alarm": 8,
       "AWS::CloudWatch::Dashboard": 1,
       "AWS::KMS::Key": 1,
       "AWS::SNS::Topic": 1,
       "AWS::SNS::TopicPolicy": 1,
       "AWS::SNS::Subscription": 1,
-      // our three (SST's idle custom-resource handler is removed: stacks/sst-internals.ts)
-      "AWS::Lambda::Function": 3,
-      "AWS::IAM::Role": 3,
-      "AWS::IAM::Policy": 3,
-      "AWS::Logs::LogGroup": 3,
+      // our four (SST's idle custom-resource handler is removed: stacks/sst-internals.ts)
+      "AWS::Lambda::Function": 4,
+      "AWS::IAM::Role": 4,
+      "AWS::IAM::Policy": 4,
+      "AWS::Logs::LogGroup": 4,
       "AWS::Lambda::EventSourceMapping": 2,
-      "AWS::Lambda::EventInvokeConfig": 1,
-      "AWS::Lambda::Permission": 1,
+      // the sweep and the copy poller: no async retries (the next run is the retry)
+      "AWS::Lambda::EventInvokeConfig": 2,
+      "AWS::Lambda::Permission": 2,
       // SST's per-function name parameters (/sst/velero-dr/<stage>/Function/<id>/functionName)
-      "AWS::SSM::Parameter": 3,
+      "AWS::SSM::Parameter": 4,
     });
   });
 
@@ -465,7 +477,7 @@ describe("Replication stack (failover region)", () => {
     expect(table.raw.DeletionPolicy).toBe("Delete");
   });
 
-  it("runs the three handlers on nodejs22.x arm64 with their configuration and one-month logs", () => {
+  it("runs the four handlers on nodejs22.x arm64 with their configuration and one-month logs", () => {
     const table = only(resources(t(), "AWS::DynamoDB::Table"), "table").id;
     const { config: c } = settingsFromEnv(SETTINGS);
     const expectedEnv = {
@@ -478,6 +490,7 @@ describe("Replication stack (failover region)", () => {
       [HANDLERS.replicate, 60],
       [HANDLERS.copyCompleted, 60],
       [HANDLERS.sweep, 120],
+      [HANDLERS.poll, 60],
     ] as const) {
       const fn = byHandler(handler);
       expect(fn.props).toMatchObject({
@@ -547,19 +560,32 @@ describe("Replication stack (failover region)", () => {
   it("runs the sweep every 5 minutes, invoked directly, without async retries", () => {
     const sweep = byHandler(HANDLERS.sweep).id;
     const schedule = only(
-      resources(t(), "AWS::Events::Rule").filter((r) => r.props.ScheduleExpression),
+      resources(t(), "AWS::Events::Rule").filter((r) => r.props.ScheduleExpression === "rate(5 minutes)"),
       "schedule",
     );
-    expect(schedule.props.ScheduleExpression).toBe("rate(5 minutes)");
     expect(flat(schedule.props.Targets)).toEqual([{ Arn: `${sweep}.Arn`, Id: "Target0" }]);
-    expect(flat(only(resources(t(), "AWS::Lambda::Permission"), "permission").props)).toMatchObject({
+    expect(
+      flat(
+        only(
+          resources(t(), "AWS::Lambda::Permission").filter(
+            (p) => flat(p.props.FunctionName) === `${sweep}.Arn`,
+          ),
+          "permission",
+        ).props,
+      ),
+    ).toMatchObject({
       Principal: "events.amazonaws.com",
       FunctionName: `${sweep}.Arn`,
       SourceArn: `${schedule.id}.Arn`,
     });
-    expect(only(resources(t(), "AWS::Lambda::EventInvokeConfig"), "invoke config").props).toMatchObject({
-      MaximumRetryAttempts: 0,
-    });
+    expect(
+      only(
+        resources(t(), "AWS::Lambda::EventInvokeConfig").filter(
+          (c) => flat(c.props.FunctionName) === `ref:${sweep}`,
+        ),
+        "invoke config",
+      ).props,
+    ).toMatchObject({ MaximumRetryAttempts: 0 });
   });
 
   it("outputs the bus ARN, table name, queue URLs and topic ARN", () => {
@@ -594,6 +620,175 @@ describe("Replication stack (failover region)", () => {
   });
 });
 
+describe("Copy poller (DR_POLL_SECONDS)", () => {
+  const t = () => replication.template;
+  const poller = (template: Record<string, unknown> = t()) => fnByHandler(template, HANDLERS.poll);
+  const pollerSchedule = (template: Record<string, unknown>) =>
+    resources(template, "AWS::Events::Rule").filter(
+      (r) => r.props.ScheduleExpression === "rate(1 minute)" && !r.id.startsWith("RecoveryPoint"),
+    );
+  const pollerAlarms = (template: Record<string, unknown>) =>
+    resources(template, "AWS::CloudWatch::Alarm")
+      .map((a) => flat(a.props) as Record<string, Json>)
+      .filter((a) => a.AlarmName === "velero-dr-test-poller-errors");
+  /** A role's own statements as written (Sid included), without SQS consumption (event sources add it). */
+  const ownStatements = (template: Record<string, unknown>, handler: string) => {
+    const role = String(flat(fnByHandler(template, handler).props.Role)).replace(/\.Arn$/, "");
+    return resources(template, "AWS::IAM::Policy")
+      .filter((p) => policyRoles(p).includes(role))
+      .flatMap((p) => {
+        const doc = flat(p.props.PolicyDocument) as { Statement: Array<Record<string, Json>> };
+        return doc.Statement;
+      })
+      .filter((st) => ![st.Action].flat().every((a) => String(a).startsWith("sqs:")));
+  };
+
+  it("runs on nodejs22.x arm64 for at most 60 s, with the plane's configuration and POLL_SECONDS=10 by default", () => {
+    // arrange
+    const table = only(resources(t(), "AWS::DynamoDB::Table"), "table").id;
+    const { config: c } = settingsFromEnv(SETTINGS);
+    // act
+    const fn = poller();
+    // assert
+    expect(c.pollSeconds).toBe(10);
+    expect(fn.props).toMatchObject({
+      Runtime: "nodejs22.x",
+      Architectures: ["arm64"],
+      MemorySize: 256,
+      Timeout: 60,
+      Description: "Settles finished copies before their events while copies wait, and admits waiting ones",
+    });
+    expect(fn.props.TracingConfig).toBeUndefined();
+    const env = (flat(fn.props.Environment) as { Variables: Record<string, Json> }).Variables;
+    expect(env).toMatchObject({
+      ...configToEnv({ ...c, ledgerTable: "placeholder" }),
+      LEDGER_TABLE: `ref:${table}`,
+      POWERTOOLS_SERVICE_NAME: "velero-dr",
+      POWERTOOLS_METRICS_NAMESPACE: "VeleroDR",
+      POLL_SECONDS: "10",
+    });
+    const logGroupRef = (flat(fn.props.LoggingConfig) as Record<string, Json>).LogGroup;
+    const logGroup = only(
+      resources(t(), "AWS::Logs::LogGroup").filter((g) => `ref:${g.id}` === logGroupRef),
+      "poller log group",
+    );
+    expect(logGroup.props.RetentionInDays).toBe(30);
+  });
+
+  it("runs every minute, invoked directly by its schedule, without async retries", () => {
+    // arrange
+    const fn = poller().id;
+    // act
+    const schedule = only(pollerSchedule(t()), "poller schedule");
+    // assert
+    expect(flat(schedule.props.Targets)).toEqual([{ Arn: `${fn}.Arn`, Id: "Target0" }]);
+    expect(schedule.props.EventBusName).toBeUndefined();
+    expect(
+      resources(t(), "AWS::Lambda::Permission")
+        .map((p) => flat(p.props))
+        .filter((p) => (p as Record<string, Json>).FunctionName === `${fn}.Arn`),
+    ).toEqual([
+      expect.objectContaining({
+        Action: "lambda:InvokeFunction",
+        Principal: "events.amazonaws.com",
+        SourceArn: `${schedule.id}.Arn`,
+      }),
+    ]);
+    expect(
+      resources(t(), "AWS::Lambda::EventInvokeConfig")
+        .map((c) => flat(c.props))
+        .filter((c) => (c as Record<string, Json>).FunctionName === `ref:${fn}`),
+    ).toEqual([expect.objectContaining({ MaximumRetryAttempts: 0 })]);
+    // nothing else invokes it: no queue, no other rule
+    expect(
+      resources(t(), "AWS::Lambda::EventSourceMapping").filter(
+        (m) => flat(m.props.FunctionName) === `ref:${fn}`,
+      ),
+    ).toEqual([]);
+    expect(
+      resources(t(), "AWS::Events::Rule").filter((r) => JSON.stringify(r.props.Targets).includes(`"${fn}"`)),
+    ).toEqual([schedule]);
+  });
+
+  it.each([
+    ["without Velero's bucket", () => replication.template],
+    ["with Velero's bucket (S3 and retention too)", () => withVelero.template],
+  ])("has exactly copy-completed's permissions (%s)", (_label, template) => {
+    // arrange
+    const copyCompleted = ownStatements(template(), HANDLERS.copyCompleted);
+    // act
+    const poll = ownStatements(template(), HANDLERS.poll);
+    // assert
+    expect(poll).toEqual(copyCompleted);
+    expect(poll.length).toBeGreaterThan(0);
+  });
+
+  it("alarms when it failed on five 1-minute periods in a row, notifying the alerts topic", () => {
+    // arrange
+    const topic = only(resources(t(), "AWS::SNS::Topic"), "topic").id;
+    const fn = poller().id;
+    // act
+    const alarm = only(pollerAlarms(t()), "poller errors alarm");
+    // assert
+    expect(alarm).toMatchObject({
+      Namespace: "AWS/Lambda",
+      MetricName: "Errors",
+      Dimensions: [{ Name: "FunctionName", Value: `ref:${fn}` }],
+      Statistic: "Sum",
+      Period: 60,
+      Threshold: 1,
+      ComparisonOperator: "GreaterThanOrEqualToThreshold",
+      EvaluationPeriods: 5,
+      TreatMissingData: "notBreaching",
+      AlarmActions: [`ref:${topic}`],
+      OKActions: [`ref:${topic}`],
+    });
+    const alarmArn = resources(t(), "AWS::CloudWatch::Alarm").find(
+      (a) => a.props.AlarmName === "velero-dr-test-poller-errors",
+    )?.id;
+    const body = parseDashboardBody(
+      dashboardBodyText(only(resources(t(), "AWS::CloudWatch::Dashboard"), "dashboard"), FAILOVER),
+    );
+    const alarmsWidget = only(
+      body.widgets.filter((w) => w.properties.title === "Alarms"),
+      "alarms widget",
+    );
+    expect(alarmsWidget.properties.alarms).toContain(`${alarmArn}.Arn`);
+  });
+
+  it("is not deployed with DR_POLL_SECONDS=0: no poller function, schedule or alarm", () => {
+    // arrange
+    const off = withoutPoller.template;
+    // act
+    const handlers = resources(off, "AWS::Lambda::Function").map((f) => f.props.Handler);
+    // assert
+    expect(handlers).not.toContain(HANDLERS.poll);
+    expect(pollerSchedule(off)).toEqual([]);
+    expect(pollerAlarms(off)).toEqual([]);
+    expect(
+      resources(off, "AWS::Events::Rule")
+        .filter((r) => r.props.ScheduleExpression)
+        .map((r) => r.props.ScheduleExpression),
+    ).toEqual(["rate(5 minutes)"]);
+    expect(countByType(off)).toMatchObject({
+      "AWS::Events::Rule": 5,
+      "AWS::CloudWatch::Alarm": 7,
+      "AWS::Lambda::Function": 3,
+      "AWS::IAM::Role": 3,
+      "AWS::IAM::Policy": 3,
+      "AWS::Logs::LogGroup": 3,
+      "AWS::Lambda::EventInvokeConfig": 1,
+      "AWS::Lambda::Permission": 1,
+      "AWS::SSM::Parameter": 3,
+    });
+    // the other functions still see the setting (the plane's config is the same everywhere)
+    for (const f of resources(off, "AWS::Lambda::Function")) {
+      const env = (flat(f.props.Environment) as { Variables: Record<string, Json> }).Variables;
+      expect(env.POLL_SECONDS, String(f.props.Handler)).toBe("0");
+    }
+  });
+});
+
 describe("Replication stack with Velero's bucket (DR-ready backups)", () => {
   const t = () => withVelero.template;
   const queue = (prefix: string) =>
@@ -617,26 +812,27 @@ describe("Replication stack with Velero's bucket (DR-ready backups)", () => {
       "AWS::DynamoDB::Table": 1,
       "AWS::Events::EventBus": 1,
       "AWS::Events::EventBusPolicy": 1,
-      // the five of the plane, the Velero bucket's events, the recovery point's schedule
-      "AWS::Events::Rule": 7,
+      // the six of the plane, the Velero bucket's events, the recovery point's schedule
+      "AWS::Events::Rule": 8,
       "AWS::SQS::Queue": 6,
       "AWS::SQS::QueuePolicy": 6,
-      // 3 queues x (DLQ depth, age), sweep errors, copy failures, stuck copies, recovery point age
-      "AWS::CloudWatch::Alarm": 10,
+      // 3 queues x (DLQ depth, age), sweep and poller errors, copy failures, stuck copies,
+      // recovery point age
+      "AWS::CloudWatch::Alarm": 11,
       "AWS::CloudWatch::Dashboard": 1,
       "AWS::KMS::Key": 1,
       "AWS::SNS::Topic": 1,
       "AWS::SNS::TopicPolicy": 1,
       "AWS::SNS::Subscription": 1,
-      "AWS::Lambda::Function": 5,
-      "AWS::IAM::Role": 5,
-      "AWS::IAM::Policy": 5,
-      "AWS::Logs::LogGroup": 5,
+      "AWS::Lambda::Function": 6,
+      "AWS::IAM::Role": 6,
+      "AWS::IAM::Policy": 6,
+      "AWS::Logs::LogGroup": 6,
       "AWS::Lambda::EventSourceMapping": 3,
-      // the sweep and the recovery point: no async retries (the next run is the retry)
-      "AWS::Lambda::EventInvokeConfig": 2,
-      "AWS::Lambda::Permission": 2,
-      "AWS::SSM::Parameter": 5,
+      // the sweep, the copy poller and the recovery point: no async retries (the next run is the retry)
+      "AWS::Lambda::EventInvokeConfig": 3,
+      "AWS::Lambda::Permission": 3,
+      "AWS::SSM::Parameter": 6,
     });
     // The bucket is the user's own: never created or changed by the stack.
     expect(
@@ -730,6 +926,7 @@ describe("Replication stack with Velero's bucket (DR-ready backups)", () => {
       [HANDLERS.replicate, 60],
       [HANDLERS.copyCompleted, 60],
       [HANDLERS.sweep, 120],
+      [HANDLERS.poll, 60],
       [HANDLERS.register, 60],
       [HANDLERS.recoveryPoint, 30],
     ] as const) {
@@ -752,7 +949,11 @@ describe("Replication stack with Velero's bucket (DR-ready backups)", () => {
     );
     const recoveryPoint = fnByHandler(t(), HANDLERS.recoveryPoint).id;
     const schedule = only(
-      resources(t(), "AWS::Events::Rule").filter((r) => r.props.ScheduleExpression === "rate(1 minute)"),
+      resources(t(), "AWS::Events::Rule").filter(
+        (r) =>
+          r.props.ScheduleExpression === "rate(1 minute)" &&
+          JSON.stringify(flat(r.props.Targets)).includes(`"${recoveryPoint}.Arn"`),
+      ),
       "recovery point schedule",
     );
     expect(flat(schedule.props.Targets)).toEqual([{ Arn: `${recoveryPoint}.Arn`, Id: "Target0" }]);
@@ -796,8 +997,8 @@ describe("Replication stack with Velero's bucket (DR-ready backups)", () => {
           resources: s.resources,
           condition: s.condition,
         }));
-    // register, and the two functions that also judge backups DR-ready and publish their metadata
-    for (const handler of [HANDLERS.register, HANDLERS.copyCompleted, HANDLERS.sweep]) {
+    // register, and the three functions that also judge backups DR-ready and publish their metadata
+    for (const handler of [HANDLERS.register, HANDLERS.copyCompleted, HANDLERS.sweep, HANDLERS.poll]) {
       expect(s3Of(handler), handler).toEqual(
         expected.map(({ sid: _sid, ...s }) => ({ effect: "Allow", condition: undefined, ...s })),
       );
@@ -806,7 +1007,7 @@ describe("Replication stack with Velero's bucket (DR-ready backups)", () => {
       expect(s3Of(handler), handler).toEqual([]);
     // nowhere s3:*, nowhere an S3 action on "*", nothing outside the Velero bucket
     const s3 = allStatements(t()).filter((s) => s.actions.some((a) => a.startsWith("s3:")));
-    expect(s3).toHaveLength(9);
+    expect(s3).toHaveLength(12);
     for (const s of s3) {
       expect(s.actions.filter((a) => a.includes("*"))).toEqual([]);
       expect(s.resources).not.toContain("*");
@@ -841,9 +1042,10 @@ describe("Replication stack with Velero's bucket (DR-ready backups)", () => {
         condition: undefined,
       }),
     ]);
-    // Resource "*" still only for DescribeSnapshots, in the three functions that admit copies
+    // Resource "*" still only for DescribeSnapshots, in the four functions that admit copies
     const star = allStatements(t()).filter((s) => s.kind === "identity" && s.resources.includes("*"));
     expect(star.map((s) => s.actions)).toEqual([
+      ["ec2:DescribeSnapshots"],
       ["ec2:DescribeSnapshots"],
       ["ec2:DescribeSnapshots"],
       ["ec2:DescribeSnapshots"],
@@ -886,6 +1088,7 @@ describe("Replication stack with Velero's bucket (DR-ready backups)", () => {
       "velero-dr-test-SnapshotEvents-oldest-message-age",
       "velero-dr-test-copies-stuck",
       "velero-dr-test-copy-failures",
+      "velero-dr-test-poller-errors",
       "velero-dr-test-recovery-point-age",
       "velero-dr-test-sweep-errors",
     ]);
@@ -1126,7 +1329,7 @@ describe("IAM scoping (both stacks)", () => {
 
   it("allows Resource '*' in identity policies only for ec2:DescribeSnapshots, limited to our regions", () => {
     const star = everywhere().filter((s) => s.kind === "identity" && s.resources.includes("*"));
-    expect(star.length).toBe(3); // one per function
+    expect(star.length).toBe(4); // one per function
     for (const s of star) {
       expect(s.actions).toEqual(["ec2:DescribeSnapshots"]);
       expect(s.condition).toEqual({ StringEquals: { "aws:RequestedRegion": [PRIMARY, FAILOVER] } });
@@ -1138,7 +1341,7 @@ describe("IAM scoping (both stacks)", () => {
 
   it("gives each function the copy permissions, scoped to snapshot ARNs and conditions", () => {
     const roles = functionRoles();
-    expect(roles).toHaveLength(3);
+    expect(roles).toHaveLength(4);
     for (const role of roles) {
       const statements = identityOf(role);
       const withAction = (a: string) => statements.filter((s) => s.actions.includes(a));
@@ -1182,7 +1385,7 @@ describe("IAM scoping (both stacks)", () => {
   it("grants DynamoDB actions on the ledger table and its status index only", () => {
     const table = only(resources(replication.template, "AWS::DynamoDB::Table"), "table").id;
     const dynamo = everywhere().filter((s) => s.actions.some((a) => a.startsWith("dynamodb:")));
-    expect(dynamo).toHaveLength(6); // two statements per function
+    expect(dynamo).toHaveLength(8); // two statements per function
     for (const s of dynamo) {
       expect(s.kind).toBe("identity");
       for (const r of s.resources) expect([`${table}.Arn`, `${table}.Arn/index/byStatus`]).toContain(r);
@@ -1202,7 +1405,7 @@ describe("IAM scoping (both stacks)", () => {
 });
 
 describe("cfn-lint", () => {
-  it("passes every template (the failover region with and without Velero's bucket, the source region)", async () => {
+  it("passes every template (the failover region with and without Velero's bucket or the poller, the source region)", async () => {
     // arrange
     const dir = await mkdtemp(path.join(tmpdir(), "velero-dr-cfn-"));
     const files: string[] = [];
@@ -1210,6 +1413,7 @@ describe("cfn-lint", () => {
       [replication, replication.stackName],
       [primary, primary.stackName],
       [withVelero, `${withVelero.stackName}-velero`],
+      [withoutPoller, `${withoutPoller.stackName}-no-poller`],
     ] as const) {
       const file = path.join(dir, `${name}.json`);
       await writeFile(file, JSON.stringify(s.template, null, 2));

@@ -6,7 +6,7 @@ import {
   VELERO_PV_TAG,
   VELERO_SCHEDULE_TAG,
 } from "../../functions/core/model.js";
-import { ReplicationPlane } from "../../functions/core/plane.js";
+import { attemptCopies, ReplicationPlane } from "../../functions/core/plane.js";
 import type {
   CopyRequest,
   CopyState,
@@ -43,6 +43,9 @@ class FakeCopier implements SnapshotCopier {
   readonly requests: CopyRequest[] = [];
   /** Codes to throw, one per call, before answering normally. */
   refusals: string[] = [];
+  /** What a DescribeSnapshots by our source tag finds in the failover region. */
+  found: CopyState[] = [];
+  findCalls = 0;
   async copy(request: CopyRequest): Promise<string> {
     const code = this.refusals.shift();
     if (code) throw Object.assign(new Error(code), { name: code, $metadata: { httpStatusCode: 400 } });
@@ -52,8 +55,10 @@ class FakeCopier implements SnapshotCopier {
   async describeCopies(): Promise<CopyState[]> {
     return [];
   }
-  async findCopiesOf(): Promise<CopyState[]> {
-    return [];
+  async findCopiesOf(sourceSnapshotIds: readonly string[]): Promise<CopyState[]> {
+    this.findCalls++;
+    const wanted = new Set(sourceSnapshotIds);
+    return this.found.filter((c) => c.sourceSnapshotId && wanted.has(c.sourceSnapshotId));
   }
   async deleteCopy(): Promise<boolean> {
     return false;
@@ -100,7 +105,18 @@ function world(budget: number) {
     sourceSnapshotId,
     sourceRegion: REGION,
   });
-  return { clock, ledger, copier, sources, plane, backup, copied };
+  /** The copy of a source snapshot as the poller's DescribeSnapshots sees it. */
+  const copyOf = (
+    sourceSnapshotId: string,
+    state: CopyState["state"],
+    startTime = clock.now(),
+  ): CopyState => ({
+    copySnapshotId: `snap-copy-${sourceSnapshotId}`,
+    sourceSnapshotId,
+    state,
+    startTime: startTime.toISOString(),
+  });
+  return { clock, ledger, copier, sources, plane, backup, copied, copyOf };
 }
 
 describe("replicate's batch (intake)", () => {
@@ -219,5 +235,148 @@ describe("the sweep's discovery of snapshots whose event was lost", () => {
     expect((await w.plane.sweep()).discovered).toBe(1);
     const hours = w.sources.lookBacks.map((ms) => ms / 3_600_000);
     expect(hours).toEqual([24, 2, 24]);
+  });
+});
+
+describe("the copy poller (poll): slots freed before the events arrive", () => {
+  it("does nothing but read the counters while nothing waits", async () => {
+    // arrange: 2 snapshots, budget 3: both copying, none waiting
+    const w = world(3);
+    await w.plane.intake(w.backup("b1", 2));
+    w.copier.found = w.copier.requests.map((r) => w.copyOf(r.sourceSnapshotId, "completed"));
+    // act
+    const r = await w.plane.poll();
+    // assert: a slot waiting for nobody is not worth a DescribeSnapshots
+    expect(r).toEqual({ busy: false, settled: [], drained: [] });
+    expect(w.copier.findCalls).toBe(0);
+    expect((await w.ledger.counters()).inFlight).toBe(2);
+  });
+
+  it("settles finished copies, fills their slots, and the late events change nothing", async () => {
+    // arrange: budget 2, 5 snapshots: 2 copying, 3 waiting; the first copy finished, the second not
+    const w = world(2);
+    await w.plane.intake(w.backup("b1", 5));
+    const [first, second] = w.copier.requests.map((r) => r.sourceSnapshotId);
+    w.copier.found = [w.copyOf(first ?? "", "completed"), w.copyOf(second ?? "", "pending")];
+    // act
+    const r = await w.plane.poll();
+    // assert
+    expect(r.busy).toBe(true);
+    expect(r.settled.map((o) => o.status)).toEqual(["completed"]);
+    expect(r.admit?.admitted).toEqual(["snap-b1-2"]);
+    expect((await w.ledger.get(first ?? ""))?.status).toBe("completed");
+    expect((await w.ledger.get(second ?? ""))?.status).toBe("copying");
+    expect(await w.ledger.counters()).toEqual({ inFlight: 2, waiting: 2 });
+    // the completion event arrives later: already settled, no slot freed twice
+    const late = await w.plane.settleCopies([w.copied(first ?? "")]);
+    expect(late.outcomes[0]?.status).toBe("ignored");
+    expect(await w.ledger.counters()).toEqual({ inFlight: 2, waiting: 2 });
+  });
+
+  it("stays busy and changes nothing while every copy in flight is pending", async () => {
+    // arrange
+    const w = world(1);
+    await w.plane.intake(w.backup("b1", 2));
+    w.copier.found = w.copier.requests.map((r) => w.copyOf(r.sourceSnapshotId, "pending"));
+    // act
+    const r = await w.plane.poll();
+    // assert
+    expect(r).toEqual({ busy: true, settled: [], drained: [] });
+    expect(w.copier.requests).toHaveLength(1);
+    expect(await w.ledger.counters()).toEqual({ inFlight: 1, waiting: 1 });
+  });
+
+  it("retries a copy it finds in error, and names the backup drained when its last copy settles", async () => {
+    // arrange: budget 1, b1 has 2 volumes: vol-0 copying, vol-1 waiting
+    const w = world(1);
+    await w.plane.intake(w.backup("b1", 2));
+    w.copier.found = [{ ...w.copyOf("snap-b1-0", "error"), stateMessage: "Given key ID is not accessible" }];
+    // act
+    const failed = await w.plane.poll();
+    // assert: released to wait (backing off), its slot taken by the other volume
+    expect(failed.settled.map((o) => o.status)).toEqual(["retrying"]);
+    expect(failed.admit?.admitted).toEqual(["snap-b1-1"]);
+    const retry = await w.ledger.get("snap-b1-0");
+    expect(retry?.status).toBe("waiting");
+    expect(retry?.reason).toContain("Given key ID is not accessible");
+    // arrange: the retried copy goes, then finishes; vol-1's finishes too
+    w.clock.advance(20 * 60_000);
+    w.copier.found = [w.copyOf("snap-b1-1", "completed")];
+    const second = await w.plane.poll();
+    expect(second.admit?.admitted).toEqual(["snap-b1-0"]);
+    w.clock.advance(60_000);
+    w.copier.found = [
+      { ...w.copyOf("snap-b1-0", "error", new Date(w.clock.now().getTime() - 30 * 60_000)) },
+      w.copyOf("snap-b1-0", "completed"),
+      w.copyOf("snap-b1-1", "completed"),
+    ];
+    // nothing waits now: only copy-completed's events (or the sweep) settle the last copy
+    expect((await w.plane.poll()).busy).toBe(false);
+    const last = await w.plane.settleCopies([w.copied("snap-b1-0")]);
+    expect(last.drained).toEqual(["b1"]);
+  });
+});
+
+describe("attemptCopies: which found copy is a record's current attempt", () => {
+  const admittedAt = "2026-11-27T12:10:00.000Z";
+  const record = {
+    sourceSnapshotId: "snap-1",
+    sourceRegion: REGION,
+    volumeId: "vol-1",
+    backup: "b1",
+    startTime: "2026-11-27T12:00:00.000Z",
+    status: "copying" as const,
+    tags: {},
+    attempts: 1,
+    admittedAt,
+  };
+  const copy = (id: string, state: CopyState["state"], startTime: string): CopyState => ({
+    copySnapshotId: id,
+    sourceSnapshotId: "snap-1",
+    state,
+    startTime,
+  });
+
+  it("never takes an earlier attempt's copy (started before the admission) for the current one", () => {
+    // arrange: the first attempt's copy failed at 12:05; the retry's copy is not made yet
+    const found = [copy("snap-old", "error", "2026-11-27T12:05:00.000Z")];
+    // act
+    const picked = attemptCopies([record], found);
+    // assert
+    expect(picked.has("snap-1")).toBe(false);
+  });
+
+  it("never takes a copy of a failed attempt, even one started within the clock skew allowance", () => {
+    // arrange: the first attempt's copy failed within a second and was retried a second later
+    const found = [copy("snap-old", "error", "2026-11-27T12:09:58.000Z")];
+    // act
+    const picked = attemptCopies([{ ...record, failedCopies: ["snap-old"] }], found);
+    // assert
+    expect(picked.has("snap-1")).toBe(false);
+  });
+
+  it("prefers the newest copy not in error, within the clock skew allowance", () => {
+    // arrange
+    const found = [
+      copy("snap-old", "error", "2026-11-27T12:05:00.000Z"),
+      copy("snap-a", "pending", "2026-11-27T12:09:58.000Z"),
+      copy("snap-b", "error", "2026-11-27T12:10:03.000Z"),
+    ];
+    // act
+    const picked = attemptCopies([record], found);
+    // assert
+    expect(picked.get("snap-1")?.copySnapshotId).toBe("snap-a");
+  });
+
+  it("takes only the copy whose id the ledger knows", () => {
+    // arrange
+    const found = [
+      copy("snap-a", "completed", "2026-11-27T12:11:00.000Z"),
+      copy("snap-b", "pending", "2026-11-27T12:10:01.000Z"),
+    ];
+    // act
+    const picked = attemptCopies([{ ...record, copySnapshotId: "snap-b" }], found);
+    // assert
+    expect(picked.get("snap-1")?.copySnapshotId).toBe("snap-b");
   });
 });

@@ -22,9 +22,11 @@ import { SimulatedVelero } from "../local/velero.js";
 
 /**
  * bursts: each backup drained before the next (batches as Velero's events come); trickle: one
- * message per invocation (the worst case); backlog: every backup queued before one drain, so copies
- * cannot keep up and the scheduler supersedes backups in between.
+ * message per invocation (the worst case); backlog: every backup queued before one drain, with
+ * copies BACKLOG_SLOWDOWN times slower, so copies cannot keep up and the scheduler supersedes
+ * backups in between.
  */
+const BACKLOG_SLOWDOWN = 10;
 export type Mode = "bursts" | "trickle" | "backlog";
 const MODES: readonly Mode[] = ["bursts", "trickle", "backlog"];
 /** Whose calls: the handler's own, or copy-completed's backup evaluation (the registry). */
@@ -141,6 +143,8 @@ const recorder = (endpoint: string, action: "start" | "stop" | "reset") =>
   fetch(`${endpoint}/moto-api/recorder/${action}-recording`, { method: "POST" });
 
 async function runMode(moto: Moto, o: BenchOptions, mode: Mode): Promise<ModeResult> {
+  // The poller's interval scales with the copies' duration (scaledPollMs), in every mode.
+  const delayMs = (o.copyDelayMs ?? 300) * (mode === "backlog" ? BACKLOG_SLOWDOWN : 1);
   await moto.reset();
   await recorder(moto.endpoint, "reset");
   const tally = new Map<string, number>();
@@ -150,7 +154,7 @@ async function runMode(moto: Moto, o: BenchOptions, mode: Mode): Promise<ModeRes
     endpoint: moto.endpoint,
     prefix: `bench-${mode}-${stamp}`,
     config: { copyBudget: DEFAULTS.copyBudget, velero: { ...VELERO, bucket: `${VELERO.bucket}-${stamp}` } },
-    copyDelayMs: o.copyDelayMs ?? 300,
+    copyDelayMs: delayMs,
     logLevel: "SILENT",
     // Trickle: every invocation gets one message, the worst case for per-batch work.
     batchSize: mode === "trickle" ? 1 : 10,
@@ -189,7 +193,7 @@ async function runMode(moto: Moto, o: BenchOptions, mode: Mode): Promise<ModeRes
   const names: string[] = [];
   // The copy poller as deployed (functions/app/poll.ts), time-scaled: a run every "minute" of
   // 60 / pollSeconds intervals, looking every interval while copies wait, during each drain.
-  const pollMs = o.pollMs ?? scaledPollMs(o.copyDelayMs ?? 300);
+  const pollMs = o.pollMs ?? scaledPollMs(delayMs);
   const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
   const poller = () => {
     let stop = false;
@@ -484,8 +488,8 @@ async function main(): Promise<void> {
     process.stdout.write(`${JSON.stringify({ options, results, totalSeconds: total }, null, 2)}\n`);
   else
     process.stdout.write(
-      `handler benchmark: ${options.controllers} controllers x ${options.backups} backups, copy delay ${options.copyDelayMs} ms, ` +
-        `poller every ${options.pollMs ?? scaledPollMs(options.copyDelayMs ?? 300)} ms, ` +
+      `handler benchmark: ${options.controllers} controllers x ${options.backups} backups, copy delay ${options.copyDelayMs} ms ` +
+        `(backlog: x${BACKLOG_SLOWDOWN}), poller every ${options.pollMs ?? scaledPollMs(options.copyDelayMs ?? 300)} ms (scaled likewise), ` +
         `budget ${DEFAULTS.copyBudget}, Velero bucket attached (as the drill)\n${renderTable(results)}\n` +
         `total ${total.toFixed(1)} s (emulator start, setup and every mode)\n`,
     );

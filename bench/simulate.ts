@@ -66,7 +66,7 @@ const base = {
 };
 
 const oursLabel = (d: Record<string, number> | undefined) =>
-  `ours (plane, budget ${d?.copyBudget}, ${d?.pollSeconds ? `poller ${d.pollSeconds} s` : "no poller"})`;
+  `ours (budget ${d?.copyBudget}, ${d?.pollSeconds ? `poller ${d.pollSeconds} s` : "no poller"})`;
 
 const wall = performance.now();
 const all: Figures[] = [];

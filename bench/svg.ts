@@ -11,9 +11,9 @@ export interface Line {
   series: Series;
 }
 
-const W = 900;
+const W = 940;
 const H = 420;
-const M = { left: 64, right: 180, top: 40, bottom: 48 };
+const M = { left: 64, right: 220, top: 40, bottom: 48 };
 
 const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 

@@ -267,66 +267,81 @@ export function Replication({ stack }: StackContext) {
   );
   copyCompleted.addEventSource(batchSource(copyEvents.queue));
 
-  // No async retries: the next scheduled run is the retry, and runs must not pile up.
-  const sweep = fn(
+  /**
+   * A function on a schedule, with no async retries (the next scheduled run is the retry, and runs
+   * must not pile up) and, as no queue would show it failing, an alarm when every run of
+   * `failingFor` periods failed.
+   */
+  const scheduled = (
+    id: string,
+    handler: string,
+    timeout: Duration,
+    description: string,
+    every: Duration,
+    scheduleDescription: string,
+    alarmName: string,
+    alarmDescription: string,
+    failingFor: number,
+  ) => {
+    const f = fn(
+      id,
+      handler,
+      timeout,
+      description,
+      [...replicationPermissions(stack, settings, table), ...bucketAccess],
+      {
+        retryAttempts: 0,
+      },
+    );
+    new events.Rule(stack, `${id}Schedule`, {
+      description: scheduleDescription,
+      schedule: events.Schedule.rate(every),
+      targets: [new targets.LambdaFunction(f)],
+    });
+    alarm(
+      new cloudwatch.Alarm(stack, `${id}ErrorsAlarm`, {
+        alarmName: `${prefix}${alarmName}`,
+        alarmDescription,
+        metric: f.metricErrors({ period: every, statistic: cloudwatch.Stats.SUM }),
+        threshold: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        evaluationPeriods: failingFor,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+    );
+    return f;
+  };
+
+  const sweep = scheduled(
     "Sweep",
     HANDLERS.sweep,
     SWEEP_TIMEOUT,
     "Reconciles the ledger and admits copies",
-    [...replicationPermissions(stack, settings, table), ...bucketAccess],
-    { retryAttempts: 0 },
-  );
-  new events.Rule(stack, "SweepSchedule", {
-    description: "Every 5 minutes: reconcile the ledger with EC2 and admit waiting copies",
-    schedule: events.Schedule.rate(Duration.minutes(5)),
-    targets: [new targets.LambdaFunction(sweep)],
-  });
-  // The sweep has no queue whose depth would show it failing; three failed runs in a row alert.
-  alarm(
-    new cloudwatch.Alarm(stack, "SweepErrorsAlarm", {
-      alarmName: `${prefix}sweep-errors`,
-      alarmDescription: "The reconciliation sweep failed on every run for 15 minutes",
-      metric: sweep.metricErrors({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }),
-      threshold: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      evaluationPeriods: 3,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    }),
+    Duration.minutes(5),
+    "Every 5 minutes: reconcile the ledger with EC2 and admit waiting copies",
+    "sweep-errors",
+    "The reconciliation sweep failed on every run for 15 minutes",
+    3,
   );
 
   // The copy poller (DR_POLL_SECONDS, 0 = off): every minute, while copies wait for a slot, it
   // looks every pollSeconds for finished copies, settles them before their events arrive and fills
   // the freed slots; idle, a run is one ledger read. It settles and judges backups exactly as
-  // copy-completed does, so it has copy-completed's permissions. No async retries: the next
-  // minute's run is the retry, and runs must not pile up.
-  let poll: SstFunction | undefined;
-  if (config.pollSeconds > 0) {
-    poll = fn(
-      "CopyPoller",
-      HANDLERS.poll,
-      POLL_TIMEOUT,
-      "Settles finished copies before their events while copies wait, and admits waiting ones",
-      [...replicationPermissions(stack, settings, table), ...bucketAccess],
-      { retryAttempts: 0 },
-    );
-    new events.Rule(stack, "CopyPollerSchedule", {
-      description: `Every minute: while copies wait for a slot, look for finished copies every ${config.pollSeconds} s`,
-      schedule: events.Schedule.rate(Duration.minutes(1)),
-      targets: [new targets.LambdaFunction(poll)],
-    });
-    // Like the sweep, no queue would show it failing; five failed minutes in a row alert.
-    alarm(
-      new cloudwatch.Alarm(stack, "CopyPollerErrorsAlarm", {
-        alarmName: `${prefix}poller-errors`,
-        alarmDescription: "The copy poller failed on every run for 5 minutes",
-        metric: poll.metricErrors({ period: Duration.minutes(1), statistic: cloudwatch.Stats.SUM }),
-        threshold: 1,
-        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        evaluationPeriods: 5,
-        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-      }),
-    );
-  }
+  // copy-completed does, so it has copy-completed's permissions.
+  const poll =
+    config.pollSeconds > 0
+      ? scheduled(
+          "CopyPoller",
+          HANDLERS.poll,
+          POLL_TIMEOUT,
+          "Settles finished copies before their events while copies wait, and admits waiting ones",
+          Duration.minutes(1),
+          `Every minute: while copies wait for a slot, look for finished copies every ${config.pollSeconds} s`,
+          "poller-errors",
+          "The copy poller failed on every run for 5 minutes",
+          5,
+        )
+      : undefined;
 
   // --- Copy alarms (our metrics: namespace VeleroDR, dimension service as Powertools emits) ----
   const planeMetric = (metricName: string, statistic: string) =>

@@ -44,6 +44,19 @@ describe("Lambda entrypoints", () => {
     expect(run.stderr).toMatch(/COPY_BUDGET must be between 1 and 20, got 25/);
   });
 
+  it("rejects an invalid poll interval at cold start with the variable's name (copy poller)", () => {
+    const env = {
+      PATH: process.env.PATH ?? "",
+      LEDGER_TABLE: "t",
+      SOURCE_REGIONS: "us-east-1",
+      FAILOVER_REGION: "us-west-2",
+      POLL_SECONDS: "60",
+    };
+    const run = spawnSync("node_modules/.bin/tsx", ["functions/poll.ts"], { env, encoding: "utf8" });
+    expect(run.status).not.toBe(0);
+    expect(run.stderr).toMatch(/POLL_SECONDS must be between 0 and 30, got 60/);
+  });
+
   it("the deployed replicate handler, configured from the environment only, records and copies", async () => {
     // arrange: resources on the emulator; the handler reads everything from process.env
     const { plane, primary } = await makePlane(moto(), { copyDelayMs: 1 });

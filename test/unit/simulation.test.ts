@@ -128,6 +128,22 @@ describe("copy simulation", async () => {
     expect(bound.policyDetail?.coarsened).toBe(0);
   });
 
+  it("runs the copy poller as deployed, and it shortens the recovery point at saturation", async () => {
+    // arrange: the same workload without the poller (events and the sweep only)
+    const policy = ours.policyObject as SchedulerPolicy;
+    const off = await simulateDay({ ...OPTIONS, pollSeconds: 0 });
+    const withPoller = day.figures.find((f) => f.policy === "scheduler");
+    const without = off.figures.find((f) => f.policy === "scheduler");
+    // assert: the poller looked, settled copies before their events, and the age only got shorter
+    expect(policy.invocations.pollLooks).toBeGreaterThan(0);
+    expect(withPoller?.pollSeconds).toBe(10);
+    expect(without?.pollSeconds).toBe(0);
+    expect(withPoller?.p50RecoveryPointAgeSeconds).toBeLessThan(without?.p50RecoveryPointAgeSeconds ?? 0);
+    expect(withPoller?.p99RecoveryPointAgeSeconds).toBeLessThanOrEqual(
+      without?.p99RecoveryPointAgeSeconds ?? 0,
+    );
+  });
+
   it("is deterministic for a seed", async () => {
     const again = await simulateDay(OPTIONS);
     const strip = (f: (typeof day.figures)[number]) => ({ ...f, wallSeconds: 0 });

@@ -203,6 +203,19 @@ describe("copy-completed's batch (settleCopies, then admit)", () => {
     expect((await w.ledger.get(first ?? ""))?.copySnapshotId).toBe(`snap-copy-${first}`);
   });
 
+  it("settles an event whose record a lagging read of the open set does not show yet", async () => {
+    // arrange: the open set was read before the copy's admission (the index lags the table)
+    const w = world(2);
+    const stale = await w.ledger.loadOpen();
+    await w.plane.intake(w.backup("b1", 1));
+    // act
+    const settled = await w.plane.settleCopies([w.copied("snap-b1-0")], stale);
+    // assert: the consistent batch read found it open, so it settled rather than being ignored
+    expect(settled.outcomes[0]?.status).toBe("completed");
+    expect((await w.ledger.get("snap-b1-0"))?.status).toBe("completed");
+    expect(await w.ledger.counters()).toEqual({ inFlight: 0, waiting: 0 });
+  });
+
   it("names a backup drained when its last open copy settles", async () => {
     // arrange
     const w = world(4);

@@ -3,7 +3,8 @@ import { callsOf, type ModeResult, renderTable, runHandlerBench } from "../../be
 
 /**
  * The copy path's AWS API budget, measured on the emulator (bench/handlers.ts, small): Velero-like
- * bursts of snapshots through the real replicate and copy-completed handlers and queues.
+ * bursts of snapshots through the real replicate and copy-completed handlers and queues, with the
+ * copy poller running beside them as deployed (time-scaled), racing their events for the same copies.
  */
 describe("AWS API calls per source snapshot (20 controllers x 2 backups, bursts)", () => {
   let measured: ModeResult | undefined;
@@ -22,6 +23,8 @@ describe("AWS API calls per source snapshot (20 controllers x 2 backups, bursts)
     expect(r.mismatches).toEqual([]);
     expect(r.invocations.replicate?.count).toBeGreaterThan(0);
     expect(r.invocations["copy-completed"]?.count).toBeGreaterThan(0);
+    expect(r.invocations.poll?.count).toBeGreaterThan(0);
+    expect(r.calls.some((c) => c.fn === "poll" && c.operation === "DynamoDB GetItem")).toBe(true);
   });
 
   it("makes exactly one CopySnapshot per source snapshot, and the emulator holds one copy of each", () => {

@@ -312,6 +312,39 @@ describe("copy poller (settles finished copies while others wait for a slot)", (
     expect(spy.copyRequests).toHaveLength(4);
   });
 
+  it("races copy-completed for the same finished copies: each settles once, the budget holds", async () => {
+    // arrange: budget 4, twelve snapshots of twelve volumes: 4 copying, 8 waiting; the 4 copies
+    // finish, and their events arrive at the moment the poller looks
+    const { plane, primary, spy, rt } = await setup(12, { copyDelayMs: "held", config: { copyBudget: 4 } });
+    const snaps = await primary.takeBackup("adhoc-race-events", { emit: false });
+    await intake(plane, snaps);
+    const finished = await plane.emitter.release(4, { emit: false });
+    const events = lateEvents(plane, finished);
+
+    // act: both at once, three times over (each admits into the slots the other freed)
+    const [run, ...handled] = await Promise.all([
+      pollCopies(rt, { sleep: fakeSleep().sleep }),
+      processCopyMessages(rt, events, LOCAL_ACCOUNT),
+      processCopyMessages(rt, events, LOCAL_ACCOUNT),
+    ]);
+
+    // assert: each copy settled exactly once, by one of them; no slot freed twice
+    const completions = [
+      run?.settled ?? 0,
+      ...handled.map((h) => h.outcomes.filter((o) => o.outcome === "completed").length),
+    ].reduce((a, b) => a + b, 0);
+    expect(completions).toBe(4);
+    const records = await rt.ledger.getSnapshots(snaps.map((s) => s.snapshotId));
+    for (const c of finished) expect(records.get(c.sourceSnapshotId)?.status).toBe("completed");
+    const counts = await openCounts(plane);
+    expect(counts.copying).toBeLessThanOrEqual(4);
+    expect(await rt.ledger.counters()).toEqual({ inFlight: counts.copying, waiting: counts.waiting });
+    expect(counts.copying + counts.waiting).toBe(8);
+    // one CopySnapshot per snapshot admitted so far, never two for one source
+    expect(new Set(spy.copyRequests).size).toBe(spy.copyRequests.length);
+    expect(spy.copyRequests).toHaveLength(4 + counts.copying);
+  });
+
   it("releases a copy found in error state for a retry, and fills its slot meanwhile", async () => {
     // arrange: budget 1, two snapshots -> 1 copying, 1 waiting; random 0.99 -> a ~15 s back-off
     const { plane, primary, spy, rt } = await setup(2, {

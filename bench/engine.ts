@@ -12,8 +12,8 @@ export const HOUR = 60 * MINUTE;
 export const isoAt = (t: number): string => new Date(EPOCH_MS + t).toISOString();
 
 /**
- * A deterministic random source (mulberry32, as in test/support/harness.ts `seeded`), so every run
- * with one seed sees the same workload and the same jitter.
+ * A deterministic random source (mulberry32), so every run with one seed sees the same workload and
+ * the same jitter; the tests use it too (test/support/harness.ts).
  */
 export function seeded(seed: number): () => number {
   let a = seed >>> 0;

@@ -7,6 +7,7 @@
 import * as z from "zod/mini";
 import { APPROVER_EMAIL, DEFAULT_APPROVAL_TTL_MINUTES, MIN_KEY_BYTES, SLACK_USER_ID } from "./approval.js";
 import { ENV, REGION_PATTERN } from "./config.js";
+import { type Env, integer, optional, required } from "./env.js";
 import { ConfigError } from "./errors.js";
 
 export const APPROVAL_ENV = {
@@ -58,17 +59,7 @@ export interface ApprovalConfig {
   slack?: { secretArn: string; approvers: string[] };
 }
 
-type Env = Record<string, string | undefined>;
-
 const SECRET_ARN = /^arn:aws[a-z-]*:secretsmanager:([a-z0-9-]+):\d{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}$/;
-
-const value = (env: Env, name: string): string | undefined => env[name]?.trim() || undefined;
-
-function required(env: Env, name: string): string {
-  const v = value(env, name);
-  if (v === undefined) throw new ConfigError(`${name} is required but not set`);
-  return v;
-}
 
 function secretArn(env: Env, name: string, region: string): string {
   const arn = required(env, name);
@@ -89,23 +80,14 @@ function failoverRegion(env: Env): string {
 }
 
 function ttlMinutesOf(env: Env): number {
-  const ttlRaw = value(env, APPROVAL_ENV.ttlMinutes);
-  if (ttlRaw === undefined) return DEFAULT_APPROVAL_TTL_MINUTES;
-  if (!/^\d+$/.test(ttlRaw)) {
-    throw new ConfigError(`${APPROVAL_ENV.ttlMinutes} must be an integer, got "${ttlRaw}"`);
-  }
-  const ttlMinutes = Number(ttlRaw);
-  if (ttlMinutes < 5 || ttlMinutes > 1440) {
-    throw new ConfigError(`${APPROVAL_ENV.ttlMinutes} must be between 5 and 1440, got ${ttlMinutes}`);
-  }
-  return ttlMinutes;
+  return integer(env, APPROVAL_ENV.ttlMinutes, 5, 1440, DEFAULT_APPROVAL_TTL_MINUTES);
 }
 
 /** Reads and validates the approval settings from an environment (process.env at cold start). */
 export function loadApprovalConfig(env: Env): ApprovalConfig {
   const region = failoverRegion(env);
   const ttlMinutes = ttlMinutesOf(env);
-  const twoPerson = value(env, APPROVAL_ENV.twoPersonRule) ?? "false";
+  const twoPerson = optional(env, APPROVAL_ENV.twoPersonRule) ?? "false";
   if (twoPerson !== "true" && twoPerson !== "false") {
     throw new ConfigError(`${APPROVAL_ENV.twoPersonRule} must be true or false, got "${twoPerson}"`);
   }
@@ -116,8 +98,8 @@ export function loadApprovalConfig(env: Env): ApprovalConfig {
     ttlMinutes,
     twoPersonRule: twoPerson === "true",
   };
-  const slackSecret = value(env, APPROVAL_ENV.slackSecretArn);
-  const approversRaw = value(env, APPROVAL_ENV.slackApprovers);
+  const slackSecret = optional(env, APPROVAL_ENV.slackSecretArn);
+  const approversRaw = optional(env, APPROVAL_ENV.slackApprovers);
   if (slackSecret === undefined && approversRaw !== undefined) {
     throw new ConfigError(`${APPROVAL_ENV.slackApprovers} is set but ${APPROVAL_ENV.slackSecretArn} is not`);
   }
@@ -188,7 +170,7 @@ export interface RequestApprovalConfig {
 function approverEmailsOf(env: Env): string[] {
   const emails = [
     ...new Set(
-      (value(env, APPROVAL_ENV.approverEmails) ?? "")
+      (optional(env, APPROVAL_ENV.approverEmails) ?? "")
         .split(",")
         .map((e) => e.trim())
         .filter(Boolean),
@@ -238,7 +220,7 @@ export function loadRequestApprovalConfig(env: Env): RequestApprovalConfig {
     baseUrl: baseUrl.replace(/\/+$/, ""),
     approversTopicArn: topicArn,
   };
-  if (value(env, APPROVAL_ENV.slackWebhookSecretArn) !== undefined) {
+  if (optional(env, APPROVAL_ENV.slackWebhookSecretArn) !== undefined) {
     config.slackWebhookSecretArn = secretArn(env, APPROVAL_ENV.slackWebhookSecretArn, region);
   }
   const approverEmails = approverEmailsOf(env);

@@ -1,3 +1,4 @@
+import { type Env, integer, optional, required } from "./env.js";
 import { ConfigError } from "./errors.js";
 
 /**
@@ -98,28 +99,6 @@ export const ENV = {
   rpoTargetMinutes: "RPO_TARGET_MINUTES",
 } as const;
 
-type Env = Record<string, string | undefined>;
-
-function required(env: Env, name: string): string {
-  const v = env[name]?.trim();
-  if (!v) throw new ConfigError(`${name} is required but not set`);
-  return v;
-}
-
-function optional(env: Env, name: string): string | undefined {
-  const v = env[name]?.trim();
-  return v ? v : undefined;
-}
-
-function integer(env: Env, name: string, min: number, max: number, dflt?: number): number | undefined {
-  const raw = optional(env, name);
-  if (raw === undefined) return dflt;
-  if (!/^\d+$/.test(raw)) throw new ConfigError(`${name} must be an integer, got "${raw}"`);
-  const n = Number(raw);
-  if (n < min || n > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${n}`);
-  return n;
-}
-
 function region(name: string, value: string): string {
   if (!REGION_PATTERN.test(value)) throw new ConfigError(`${name} has an invalid AWS region "${value}"`);
   return value;
@@ -177,13 +156,13 @@ export function loadConfig(env: Env): ReplicationConfig {
     ledgerTable: required(env, ENV.ledgerTable),
     sourceRegions,
     failoverRegion,
-    copyBudget: integer(env, ENV.copyBudget, 1, AWS_CONCURRENT_COPY_LIMIT, DEFAULTS.copyBudget) as number,
+    copyBudget: integer(env, ENV.copyBudget, 1, AWS_CONCURRENT_COPY_LIMIT, DEFAULTS.copyBudget),
     includeTags: parseTagList(ENV.includeTags, env[ENV.includeTags]),
     excludeTags: parseTagList(ENV.excludeTags, env[ENV.excludeTags]),
-    maxCopyAttempts: integer(env, ENV.maxCopyAttempts, 1, 20, DEFAULTS.maxCopyAttempts) as number,
-    stuckAfterMinutes: integer(env, ENV.stuckAfterMinutes, 5, 2880, DEFAULTS.stuckAfterMinutes) as number,
-    pollSeconds: integer(env, ENV.pollSeconds, 0, MAX_POLL_SECONDS, DEFAULTS.pollSeconds) as number,
-    rpoTargetMinutes: integer(env, ENV.rpoTargetMinutes, 1, 10_080, DEFAULTS.rpoTargetMinutes) as number,
+    maxCopyAttempts: integer(env, ENV.maxCopyAttempts, 1, 20, DEFAULTS.maxCopyAttempts),
+    stuckAfterMinutes: integer(env, ENV.stuckAfterMinutes, 5, 2880, DEFAULTS.stuckAfterMinutes),
+    pollSeconds: integer(env, ENV.pollSeconds, 0, MAX_POLL_SECONDS, DEFAULTS.pollSeconds),
+    rpoTargetMinutes: integer(env, ENV.rpoTargetMinutes, 1, 10_080, DEFAULTS.rpoTargetMinutes),
   };
   if (kmsKeyId !== undefined) config.kmsKeyId = kmsKeyId;
   if (completionDurationMinutes !== undefined) config.completionDurationMinutes = completionDurationMinutes;

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import * as z from "zod/mini";
 import { REGION_PATTERN } from "./config.js";
+import { type Env, integer, oneOf, optional, required, requiredInteger } from "./env.js";
 import { ConfigError, DrError } from "./errors.js";
 import type { StoredBackup } from "./ports.js";
 
@@ -655,31 +656,6 @@ export const FAILOVER_ENV = {
   slackWebhookSecretArn: "SLACK_WEBHOOK_SECRET_ARN",
 } as const;
 
-type Env = Record<string, string | undefined>;
-const optional = (env: Env, name: string) => env[name]?.trim() || undefined;
-function required(env: Env, name: string): string {
-  const v = optional(env, name);
-  if (v === undefined) throw new ConfigError(`${name} is required but not set`);
-  return v;
-}
-function integer(env: Env, name: string, min: number, max: number, dflt?: number): number {
-  const raw = optional(env, name);
-  if (raw === undefined) {
-    if (dflt === undefined) throw new ConfigError(`${name} is required but not set`);
-    return dflt;
-  }
-  if (!/^\d+$/.test(raw)) throw new ConfigError(`${name} must be an integer, got "${raw}"`);
-  const n = Number(raw);
-  if (n < min || n > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${n}`);
-  return n;
-}
-function oneOf<T extends string>(env: Env, name: string, values: readonly T[], dflt: T): T {
-  const v = optional(env, name) ?? dflt;
-  if (!values.includes(v as T))
-    throw new ConfigError(`${name} must be one of ${values.join(", ")}, got "${v}"`);
-  return v as T;
-}
-
 /** A Kubernetes namespace name (DNS-1123 label). */
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const CLUSTER_NAME = /^[0-9A-Za-z][A-Za-z0-9\-_]{0,99}$/;
@@ -706,9 +682,9 @@ export function loadFailoverConfig(env: Env): FailoverConfig {
   if (!CLUSTER_NAME.test(nodegroupName))
     throw new ConfigError(`${e.nodegroupName} is not a node group name: "${nodegroupName}"`);
   const scaling = {
-    min: integer(env, e.min, 0, 1000),
-    desired: integer(env, e.desired, 0, 1000),
-    max: integer(env, e.max, 1, 1000),
+    min: requiredInteger(env, e.min, 0, 1000),
+    desired: requiredInteger(env, e.desired, 0, 1000),
+    max: requiredInteger(env, e.max, 1, 1000),
   };
   if (scaling.min > scaling.desired || scaling.desired > scaling.max) {
     throw new ConfigError(

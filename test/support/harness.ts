@@ -39,17 +39,8 @@ export class FakeClock implements Clock {
   }
 }
 
-/** A deterministic random source (mulberry32), so jitter and fault injection repeat run to run. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A deterministic random source, so jitter and fault injection repeat run to run (the simulation's). */
+export { seeded } from "../../bench/engine.js";
 
 let counter = 0;
 

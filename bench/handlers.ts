@@ -9,6 +9,7 @@ import type { S3Client } from "@aws-sdk/client-s3";
 import { pollCopies } from "../functions/app/poll.js";
 import { DEFAULTS, type VeleroConfig } from "../functions/core/config.js";
 import { SOURCE_SNAPSHOT_TAG } from "../functions/core/model.js";
+import { intOption } from "../local/cli.js";
 import { type Moto, startMoto } from "../local/moto.js";
 import { SimulatedPrimary } from "../local/primary.js";
 import { LOCAL_CREDENTIALS, LocalPlane } from "../local/runtime.js";
@@ -473,11 +474,13 @@ async function main(): Promise<void> {
   if (!modes.every((m) => MODES.includes(m)))
     throw new Error(`unknown --mode ${values.mode} (bursts, trickle, backlog, both, all)`);
   const options: BenchOptions = {
-    controllers: Number(values.controllers),
-    backups: Number(values.backups),
+    controllers: intOption("controllers", values.controllers, 1, 10_000),
+    backups: intOption("backups", values.backups, 1, 100),
     modes,
-    copyDelayMs: Number(values["copy-delay-ms"]),
-    ...(values["poll-ms"] === undefined ? {} : { pollMs: Number(values["poll-ms"]) }),
+    copyDelayMs: intOption("copy-delay-ms", values["copy-delay-ms"], 1, 60_000),
+    ...(values["poll-ms"] === undefined
+      ? {}
+      : { pollMs: intOption("poll-ms", values["poll-ms"], 0, 60_000) }),
   };
   // EMF goes to stdout and would bury the table, which reports the figures instead.
   process.env.POWERTOOLS_METRICS_DISABLED ??= "true";

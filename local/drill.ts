@@ -9,6 +9,7 @@ import { SOURCE_SNAPSHOT_TAG, VELERO_BACKUP_TAG, VELERO_PV_TAG } from "../functi
 import type { Clock } from "../functions/core/ports.js";
 import { buildStatus } from "../functions/core/status.js";
 import { gunzipJson, parseVolumeSnapshots } from "../functions/core/velero.js";
+import { intOption } from "./cli.js";
 import { type FailoverRunSummary, runFailoverDrill } from "./drill-failover.js";
 import { type Moto, startMoto } from "./moto.js";
 import { SimulatedPrimary } from "./primary.js";
@@ -348,18 +349,12 @@ async function main(): Promise<void> {
     );
     return;
   }
-  const int = (name: string, v: string, min: number, max: number) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max)
-      throw new Error(`--${name} must be an integer ${min}..${max}, got "${v}"`);
-    return n;
-  };
   const endpoint = values.endpoint ?? process.env.AWS_ENDPOINT_URL;
   const options: DrillOptions = {
-    controllers: int("controllers", values.controllers, 1, 1000),
-    backups: int("backups", values.backups, 1, 100),
-    budget: int("budget", values.budget, 1, 20),
-    copyDelayMs: int("copy-delay-ms", values["copy-delay-ms"], 0, 60_000),
+    controllers: intOption("controllers", values.controllers, 1, 1000),
+    backups: intOption("backups", values.backups, 1, 100),
+    budget: intOption("budget", values.budget, 1, 20),
+    copyDelayMs: intOption("copy-delay-ms", values["copy-delay-ms"], 0, 60_000),
     schedule: values.schedule,
     reportPath: values.report,
     ...(endpoint ? { endpoint } : {}),

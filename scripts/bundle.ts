@@ -21,6 +21,7 @@ import type * as Esbuild from "esbuild";
 import { requestApprovalConfigToEnv } from "../functions/core/approval-config.js";
 import { configToEnv } from "../functions/core/config.js";
 import { FAILOVER_ENV } from "../functions/core/failover.js";
+import { intOption } from "../local/cli.js";
 import { FAILOVER_HANDLERS, HANDLERS, sstBuildOptions, sstEsbuild } from "../stacks/functions.js";
 
 const ROOT = process.cwd();
@@ -169,9 +170,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: { json: { type: "boolean", default: false }, runs: { type: "string", default: "10" } },
   });
-  const runs = Number(values.runs);
-  if (!Number.isInteger(runs) || runs < 1)
-    throw new Error(`--runs must be a positive integer, got ${values.runs}`);
+  const runs = intOption("runs", values.runs, 1, 1000);
 
   const functionsOf = new Map<string, string[]>();
   for (const [name, handler] of Object.entries({ ...HANDLERS, ...FAILOVER_HANDLERS })) {

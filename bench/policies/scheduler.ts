@@ -1,4 +1,4 @@
-import { POLL_WINDOW_MS } from "../../functions/app/poll.js";
+import { looksPerRun } from "../../functions/app/poll.js";
 import { loadConfig } from "../../functions/core/config.js";
 import {
   type SourceSnapshot,
@@ -262,10 +262,10 @@ export class SchedulerPolicy implements Policy {
     };
     engine.after(sweepEvery, sweep);
     // The copy poller (functions/app/poll.ts): a run every minute that looks every pollSeconds
-    // while copies wait for a slot, for up to POLL_WINDOW_MS, and stops when nothing waits.
+    // while copies wait for a slot, for up to looksPerRun looks, and stops when nothing waits.
     const pollMs = this.plane.config.pollSeconds * SECOND;
     if (pollMs > 0) {
-      const maxPolls = Math.floor(POLL_WINDOW_MS / pollMs) + 1;
+      const maxPolls = looksPerRun(pollMs);
       const look = async (n: number, busy: boolean) => {
         this.invocations.pollLooks++;
         const r = await this.plane.poll({ busy });

@@ -9,6 +9,10 @@ import type { Runtime } from "./runtime.js";
 
 /** The schedule starts a run every minute; a run looks for this long at most. */
 export const POLL_WINDOW_MS = 50_000;
+/** Looks in one run at most: the first, then one per interval within the window. */
+export function looksPerRun(intervalMs: number): number {
+  return Math.floor(POLL_WINDOW_MS / intervalMs) + 1;
+}
 /** A look is not started with less than this (plus the interval) left before the timeout. */
 const RESERVE_MS = 8_000;
 
@@ -41,7 +45,7 @@ export async function pollCopies(rt: Runtime, options: PollOptions = {}): Promis
   const run: PollRun = { polls: 0, settled: 0, admitted: 0, busy: false };
   if (intervalMs === 0) return run;
   const sleep = options.sleep ?? realSleep;
-  const maxPolls = Math.floor(POLL_WINDOW_MS / intervalMs) + 1;
+  const maxPolls = looksPerRun(intervalMs);
   for (;;) {
     const r = await plane.poll({ busy: run.busy });
     run.polls++;

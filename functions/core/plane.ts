@@ -190,8 +190,10 @@ export function attemptCopies(
 ): Map<string, CopyState> {
   const bySource = new Map<string, CopyState[]>();
   for (const c of found) {
-    if (c.sourceSnapshotId)
-      bySource.set(c.sourceSnapshotId, [...(bySource.get(c.sourceSnapshotId) ?? []), c]);
+    if (!c.sourceSnapshotId) continue;
+    const copies = bySource.get(c.sourceSnapshotId);
+    if (copies) copies.push(c);
+    else bySource.set(c.sourceSnapshotId, [c]);
   }
   const out = new Map<string, CopyState>();
   for (const r of records) {

@@ -37,7 +37,8 @@ export class SimulatedPrimary {
     this.ec2 = new EC2Client({ endpoint, region, credentials: LOCAL_CREDENTIALS });
   }
 
-  async addControllers(n: number): Promise<Controller[]> {
+  /** `n` more controllers; with `kmsKeyId` their volumes (so their snapshots) are encrypted under it. */
+  async addControllers(n: number, options: { kmsKeyId?: string } = {}): Promise<Controller[]> {
     const added: Controller[] = [];
     for (let i = 0; i < n; i++) {
       const name = `mc-${this.controllers.length + 1}`;
@@ -56,6 +57,7 @@ export class SimulatedPrimary {
           AvailabilityZone: `${this.region}a`,
           Size: 50,
           VolumeType: "gp3",
+          ...(options.kmsKeyId ? { Encrypted: true, KmsKeyId: options.kmsKeyId } : {}),
           TagSpecifications: [
             { ResourceType: "volume", Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })) },
           ],

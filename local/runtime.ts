@@ -237,7 +237,7 @@ export async function putEvents(
 
 type SqsHandler = (event: SQSEvent, context: Context) => Promise<SQSBatchResponse>;
 
-function lambdaContext(functionName: string, region: string): Context {
+export function lambdaContext(functionName: string, region: string): Context {
   return {
     callbackWaitsForEmptyEventLoop: false,
     functionName,

@@ -256,7 +256,7 @@ export function Replication({ stack }: StackContext) {
     "Records Velero snapshots and admits copies",
     replicationPermissions(stack, settings, table),
   );
-  replicate.addEventSource(batchSource(snapshotEvents.queue));
+  replicate.addEventSource(batchSource(snapshotEvents.queue, settings.queueMaxConcurrency));
 
   const copyCompleted = fn(
     "CopyCompleted",
@@ -265,7 +265,7 @@ export function Replication({ stack }: StackContext) {
     "Settles finished copies and admits waiting ones",
     [...replicationPermissions(stack, settings, table), ...bucketAccess],
   );
-  copyCompleted.addEventSource(batchSource(copyEvents.queue));
+  copyCompleted.addEventSource(batchSource(copyEvents.queue, settings.queueMaxConcurrency));
 
   /**
    * A function on a schedule, with no async retries (the next scheduled run is the retry, and runs
@@ -388,7 +388,7 @@ export function Replication({ stack }: StackContext) {
       "Registers Velero backups from their bucket and publishes the DR-ready ones",
       [...backupLedgerPermissions(table), ...bucketAccess],
     );
-    register.addEventSource(batchSource(backupEvents.queue));
+    register.addEventSource(batchSource(backupEvents.queue, settings.queueMaxConcurrency));
 
     // Reads the ledger's index only: no EC2, no S3, no writes.
     recoveryPoint = fn(
@@ -470,11 +470,13 @@ export function Replication({ stack }: StackContext) {
   };
 }
 
-function batchSource(queue: sqs.IQueue): SqsEventSource {
+/** A queue consumer's event source: batches with partial failures, at most `maxConcurrency` at once. */
+function batchSource(queue: sqs.IQueue, maxConcurrency: number): SqsEventSource {
   return new SqsEventSource(queue, {
     batchSize: 10,
     maxBatchingWindow: Duration.seconds(5),
     reportBatchItemFailures: true,
+    maxConcurrency,
   });
 }
 

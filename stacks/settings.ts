@@ -8,6 +8,7 @@ import {
   requestApprovalConfigToEnv,
 } from "../functions/core/approval-config.js";
 import { ENV, loadConfig, type ReplicationConfig } from "../functions/core/config.js";
+import { integer } from "../functions/core/env.js";
 import { ConfigError } from "../functions/core/errors.js";
 import { FAILOVER_ENV, type FailoverConfig, loadFailoverConfig } from "../functions/core/failover.js";
 
@@ -41,10 +42,25 @@ export const SETTINGS = {
 /** Optional: where alarm notifications go (an SNS email subscription, confirmed by its owner). */
 export const ALERT_EMAIL_SETTING = "DR_ALERT_EMAIL";
 
+/**
+ * The most concurrent invocations each SQS event source mapping (snapshot, copy and backup events)
+ * may start: Lambda's `ScalingConfig.MaximumConcurrency`, 2..1000. Without it Lambda scales a
+ * queue's pollers up to 1,000 invocations, so a schedule burst at 1,000 controllers (1,000
+ * createSnapshot events within a minute or two) would start ~100 replicate invocations at once, each
+ * with a DescribeSnapshots call (EC2's filtered Describe bucket: 100 burst, 20/s) and a transaction
+ * on the ledger's one control item. Five invocations of 10 messages clear such a burst in well under
+ * a minute, while messages past the cap simply wait in the queue (they are not throttled back, as
+ * with reserved concurrency). https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html
+ */
+export const QUEUE_MAX_CONCURRENCY_SETTING = "DR_QUEUE_MAX_CONCURRENCY";
+export const DEFAULT_QUEUE_MAX_CONCURRENCY = 5;
+
 export interface Settings {
   /** The functions' configuration, minus the ledger table name (the table construct supplies it). */
   config: Omit<ReplicationConfig, "ledgerTable">;
   alertEmail?: string;
+  /** Maximum concurrency of each queue consumer's event source mapping (see above). */
+  queueMaxConcurrency: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -66,7 +82,10 @@ export function settingsFromEnv(env: Env): Settings {
   }
   const config: ReplicationConfig = validated(() => loadConfig(functionEnv));
   const { ledgerTable: _placeholder, ...rest } = config;
-  const settings: Settings = { config: rest };
+  const settings: Settings = {
+    config: rest,
+    queueMaxConcurrency: integer(env, QUEUE_MAX_CONCURRENCY_SETTING, 2, 1000, DEFAULT_QUEUE_MAX_CONCURRENCY),
+  };
   const alertEmail = env[ALERT_EMAIL_SETTING]?.trim();
   if (alertEmail) {
     if (!EMAIL.test(alertEmail)) {

@@ -890,14 +890,18 @@ export class DynamoLedger implements Ledger, BackupLedger {
     e: Evaluation,
     at: string,
     published?: { prefix: string },
-  ): Promise<void> {
-    await this.db.send(
+  ): Promise<boolean> {
+    const out = await this.db.send(
       new UpdateCommand({
         TableName: this.table,
         Key: backupKey(name),
         UpdateExpression:
           "SET verdict = :v, reason = :r, copied = :c, expectedCount = :n, evaluatedAt = :at" +
           (published ? ", drReadyAt = if_not_exists(drReadyAt, :at), failoverPrefix = :p" : ""),
+        // The item as it was: no drReadyAt means this write made the backup DR-ready. (ALL_OLD, not
+        // UPDATED_OLD: whether an attribute SET to its own value counts as "updated" is not something
+        // to rest a metric on; the emulator, for one, leaves it out.) Return values cost no capacity.
+        ReturnValues: "ALL_OLD",
         ConditionExpression: "gsi1pk = :gsi",
         ExpressionAttributeValues: {
           ":v": e.verdict,
@@ -910,6 +914,7 @@ export class DynamoLedger implements Ledger, BackupLedger {
         },
       }),
     );
+    return published !== undefined && out.Attributes?.drReadyAt === undefined;
   }
 
   async retireBackup(name: string, at: string, reason: string): Promise<void> {

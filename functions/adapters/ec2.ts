@@ -8,6 +8,7 @@ import {
 import { classifyAwsError } from "../core/errors.js";
 import { SOURCE_SNAPSHOT_TAG, type SourceSnapshot, type Tags, VELERO_BACKUP_TAG } from "../core/model.js";
 import type { CopyRequest, CopyState, SnapshotCopier, SourceSnapshots } from "../core/ports.js";
+import { presignCopySnapshot } from "./presign-copy.js";
 
 /** EC2 clients per region, created once per container and reused across invocations. */
 export type Ec2ClientFor = (region: string) => EC2Client;
@@ -111,12 +112,26 @@ export class Ec2SnapshotCopier implements SnapshotCopier {
     private readonly failoverRegion: string,
   ) {}
 
+  /**
+   * The request carries our own source-region `PresignedUrl` (and `DestinationRegion`, which the SDK
+   * then no longer adds): the SDK's would sign `TagSpecifications=[object Object]` (presign-copy.ts).
+   */
   async copy(req: CopyRequest): Promise<string> {
     try {
-      const out = await this.clientFor(this.failoverRegion).send(
+      const client = this.clientFor(this.failoverRegion);
+      const destinationRegion = await client.config.region();
+      const presignedUrl = await presignCopySnapshot(client, {
+        sourceRegion: req.sourceRegion,
+        sourceSnapshotId: req.sourceSnapshotId,
+        destinationRegion,
+        ...(req.kmsKeyId ? { kmsKeyId: req.kmsKeyId } : {}),
+      });
+      const out = await client.send(
         new CopySnapshotCommand({
           SourceRegion: req.sourceRegion,
           SourceSnapshotId: req.sourceSnapshotId,
+          DestinationRegion: destinationRegion,
+          PresignedUrl: presignedUrl,
           Description: req.description.slice(0, 255),
           TagSpecifications: [
             {

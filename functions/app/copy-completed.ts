@@ -5,7 +5,7 @@ import middy from "@middy/core";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
 import { errorMessage } from "../core/errors.js";
 import type { AdmitReport, CopyEvent, SettledCopies } from "../core/plane.js";
-import { METRIC, publishAdmit, publishCopyOutcome, publishReady } from "./metrics.js";
+import { METRIC, publishAdmit, publishCopyOutcome } from "./metrics.js";
 import type { Runtime } from "./runtime.js";
 import { accountOf, type MessageOutcome, parseMessage, toBatchResponse } from "./sqs.js";
 
@@ -86,8 +86,7 @@ export async function evaluateBackups(rt: Runtime, backups: Iterable<string>): P
   if (!rt.registry) return;
   for (const backup of backups) {
     try {
-      const e = await rt.registry.evaluate(backup);
-      if (e?.replicationLagSeconds !== undefined) publishReady(rt.metrics, e.replicationLagSeconds);
+      await rt.registry.evaluate(backup); // a backup it makes DR-ready publishes its metric (registry-runtime)
     } catch (err) {
       rt.logger.error("backup evaluation failed; the sweep will retry", { backup, error: errorMessage(err) });
     }

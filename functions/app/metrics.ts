@@ -1,5 +1,7 @@
 import { type Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
+import { NO_SCHEDULE } from "../core/backup.js";
 import type { AdmitReport, CopyEventOutcome, SweepReport } from "../core/plane.js";
+import type { ReadyBackup } from "../core/registry.js";
 
 /** Metric names, shared with the dashboards and alarms in the stacks. */
 export const METRIC = {
@@ -43,7 +45,7 @@ export function publishAdmit(metrics: Metrics, r: AdmitReport): void {
 export function publishCopyOutcome(metrics: Metrics, o: CopyEventOutcome): void {
   if (o.status === "completed") {
     const m = metrics.singleMetric();
-    m.addDimension("Schedule", o.record.schedule ?? "none");
+    m.addDimension("Schedule", o.record.schedule ?? NO_SCHEDULE);
     m.addMetric(METRIC.copyLag, MetricUnit.Seconds, o.lagSeconds);
     metrics.addMetric(METRIC.copiesCompleted, MetricUnit.Count, 1);
     if (o.incremental !== undefined) {
@@ -68,7 +70,14 @@ export function publishSweep(metrics: Metrics, r: SweepReport): void {
   publishAdmit(metrics, r.admit);
 }
 
-/** A backup just became DR-ready: how long after Velero completed it. */
-export function publishReady(metrics: Metrics, replicationLagSeconds: number): void {
-  metrics.addMetric("BackupReplicationLag", MetricUnit.Seconds, replicationLagSeconds);
+/**
+ * A backup just became DR-ready: how long after Velero completed it, per schedule (the dashboard
+ * draws it with a SEARCH over `{VeleroDR,Schedule,service}`). Emitted at once, whichever function
+ * judged the backup, so that the Schedule dimension is not shared with the invocation's other metrics.
+ */
+export function publishReady(metrics: Metrics, ready: ReadyBackup): void {
+  if (ready.replicationLagSeconds === undefined) return;
+  const m = metrics.singleMetric();
+  m.addDimension("Schedule", ready.schedule ?? NO_SCHEDULE);
+  m.addMetric(METRIC.backupReplicationLag, MetricUnit.Seconds, ready.replicationLagSeconds);
 }

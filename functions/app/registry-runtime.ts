@@ -1,6 +1,7 @@
 import { S3Client } from "@aws-sdk/client-s3";
 import { S3VeleroBucket } from "../adapters/s3-velero.js";
 import { BackupRegistry, type VeleroCodec } from "../core/registry.js";
+import { publishReady } from "./metrics.js";
 import type { Runtime } from "./runtime.js";
 import { veleroCodec } from "./velero-codec.js";
 
@@ -21,6 +22,7 @@ export function withRegistry(rt: Runtime, options: { s3?: S3Client; codec?: Vele
       codec: options.codec ?? veleroCodec(rt.config),
       clock: rt.clock,
       log: rt.logger,
+      onReady: (ready) => publishReady(rt.metrics, ready),
     },
     { allowedWarnings: velero.allowedWarnings },
   );

@@ -197,7 +197,11 @@ export interface BackupLedger {
   getBackup(name: string): Promise<StoredBackup | undefined>;
   /** Snapshot records by source snapshot id (missing ones omitted). */
   getSnapshots(sourceSnapshotIds: readonly string[]): Promise<Map<string, SnapshotRecord>>;
-  recordVerdict(name: string, e: Evaluation, at: string, published?: { prefix: string }): Promise<void>;
+  /**
+   * Records a verdict; with `published`, also when the backup became DR-ready (kept if already set).
+   * Resolves true when this call was the one that made it DR-ready (racing evaluations: one wins).
+   */
+  recordVerdict(name: string, e: Evaluation, at: string, published?: { prefix: string }): Promise<boolean>;
   /** Registered backups, newest first. */
   listBackups(limit?: number): Promise<StoredBackup[]>;
   /** Marks a backup deleted by Velero and cleaned up here (idempotent). */

@@ -22,6 +22,15 @@ export interface VeleroCodec {
   ): Record<string, Uint8Array>;
 }
 
+/** A backup that just became DR-ready (its failover metadata published, the verdict recorded). */
+export interface ReadyBackup {
+  backup: string;
+  /** Velero's schedule; absent for an ad-hoc backup. */
+  schedule?: string;
+  /** Velero's completion to DR-ready, seconds (absent when the backup has no completion time). */
+  replicationLagSeconds?: number;
+}
+
 export interface RegistryDeps {
   ledger: BackupLedger;
   bucket: VeleroBucket;
@@ -29,6 +38,11 @@ export interface RegistryDeps {
   codec: VeleroCodec;
   clock: Clock;
   log: Log;
+  /**
+   * Called once per backup, by whichever path judged it ready (registration, a copy event, the
+   * copy poller or the sweep), after the verdict is durable: the place metrics are published.
+   */
+  onReady?: (ready: ReadyBackup) => void;
 }
 
 /** A verdict, and when it is the one that made the backup DR-ready, what was published. */
@@ -110,10 +124,17 @@ export class BackupRegistry {
       const copyOf = new Map<string, string>();
       for (const [id, r] of copies) if (r.copySnapshotId) copyOf.set(id, r.copySnapshotId);
       const published = await this.publish(backup, copyOf);
-      await ledger.recordVerdict(name, e, now.toISOString(), published);
+      const first = await ledger.recordVerdict(name, e, now.toISOString(), published);
       const done = Date.parse(backup.completionTimestamp ?? "");
       const lag = Number.isNaN(done) ? undefined : Math.max(0, (now.getTime() - done) / 1000);
       log.info("backup is DR-ready", { backup: name, prefix: published.prefix, objects: published.objects });
+      // Two evaluations can race to publish (both idempotent); only the one that set drReadyAt reports.
+      if (first)
+        this.deps.onReady?.({
+          backup: name,
+          ...(backup.schedule ? { schedule: backup.schedule } : {}),
+          ...(lag === undefined ? {} : { replicationLagSeconds: lag }),
+        });
       return { ...e, published, ...(lag === undefined ? {} : { replicationLagSeconds: lag }) };
     }
     if (backup.verdict !== e.verdict || backup.reason !== e.reason) {

@@ -46,6 +46,7 @@ describe("settingsFromEnv", () => {
       DR_ALLOWED_WARNINGS: "2",
       DR_COMBINED_SNAPSHOT_IDS: "true",
       DR_ALERT_EMAIL: "ops@example.com",
+      DR_QUEUE_MAX_CONCURRENCY: "20",
     };
     // act
     const settings = settingsFromEnv(env);
@@ -74,12 +75,14 @@ describe("settingsFromEnv", () => {
         },
       },
       alertEmail: "ops@example.com",
+      queueMaxConcurrency: 20,
     });
     expect(Object.keys(SETTINGS).every((k) => k in ENV)).toBe(true);
   });
 
   it("applies loadConfig's documented defaults and leaves optional settings out", () => {
-    const { config, alertEmail } = settingsFromEnv(BASE);
+    const { config, alertEmail, queueMaxConcurrency } = settingsFromEnv(BASE);
+    expect(queueMaxConcurrency).toBe(5); // each queue consumer: at most 5 invocations at once
     expect(config.rpoTargetMinutes).toBe(60);
     expect(config.pollSeconds).toBe(10); // the copy poller looks every 10 s while copies wait
     expect(config.velero).toBeUndefined(); // registration off without DR_VELERO_BUCKET
@@ -118,6 +121,19 @@ describe("settingsFromEnv", () => {
     [{ ...BASE, DR_MAX_COPY_ATTEMPTS: "0" }, "DR_MAX_COPY_ATTEMPTS must be between 1 and 20, got 0"],
     [{ ...BASE, DR_STUCK_AFTER_MINUTES: "1" }, "DR_STUCK_AFTER_MINUTES must be between 5 and 2880, got 1"],
     [{ ...BASE, DR_ALERT_EMAIL: "ops" }, 'DR_ALERT_EMAIL must be an email address, got "ops"'],
+    // Lambda's SQS maximum concurrency is 2..1000
+    [
+      { ...BASE, DR_QUEUE_MAX_CONCURRENCY: "1" },
+      "DR_QUEUE_MAX_CONCURRENCY must be between 2 and 1000, got 1",
+    ],
+    [
+      { ...BASE, DR_QUEUE_MAX_CONCURRENCY: "1001" },
+      "DR_QUEUE_MAX_CONCURRENCY must be between 2 and 1000, got 1001",
+    ],
+    [
+      { ...BASE, DR_QUEUE_MAX_CONCURRENCY: "five" },
+      'DR_QUEUE_MAX_CONCURRENCY must be an integer, got "five"',
+    ],
     [{ ...BASE, DR_RPO_TARGET_MINUTES: "0" }, "DR_RPO_TARGET_MINUTES must be between 1 and 10080, got 0"],
     [{ ...BASE, DR_POLL_SECONDS: "31" }, "DR_POLL_SECONDS must be between 0 and 30, got 31"],
     [{ ...BASE, DR_POLL_SECONDS: "x" }, 'DR_POLL_SECONDS must be an integer, got "x"'],

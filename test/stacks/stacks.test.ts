@@ -58,6 +58,7 @@ const VELERO_SETTINGS = {
   DR_ALLOWED_WARNINGS: "1",
   DR_COMBINED_SNAPSHOT_IDS: "true",
   DR_RPO_TARGET_MINUTES: "30",
+  DR_QUEUE_MAX_CONCURRENCY: "8",
 };
 const BUCKET_ARN = "arn:aws:s3:::acme-velero";
 /** The same deployment with the copy poller off. */
@@ -535,7 +536,7 @@ describe("Replication stack (failover region)", () => {
     }
   });
 
-  it("consumes each queue with partial batch responses, 10 records, a 5 s window", () => {
+  it("consumes each queue with partial batch responses, 10 records, a 5 s window, at most 5 invocations at once", () => {
     const q = queueIds();
     const mappings = resources(t(), "AWS::Lambda::EventSourceMapping").map((m) => flat(m.props));
     expect(mappings).toEqual(
@@ -550,6 +551,8 @@ describe("Replication stack (failover region)", () => {
             FunctionResponseTypes: ["ReportBatchItemFailures"],
             BatchSize: 10,
             MaximumBatchingWindowInSeconds: 5,
+            // DR_QUEUE_MAX_CONCURRENCY's default: a schedule burst cannot stampede EC2 or the ledger
+            ScalingConfig: { MaximumConcurrency: 5 },
           }),
         ),
       ),
@@ -947,6 +950,13 @@ describe("Replication stack with Velero's bucket (DR-ready backups)", () => {
         }),
       ]),
     );
+    // DR_QUEUE_MAX_CONCURRENCY=8 applies to every queue consumer: snapshot, copy and backup events
+    const scaling = resources(t(), "AWS::Lambda::EventSourceMapping").map((m) => flat(m.props.ScalingConfig));
+    expect(scaling).toEqual([
+      { MaximumConcurrency: 8 },
+      { MaximumConcurrency: 8 },
+      { MaximumConcurrency: 8 },
+    ]);
     const recoveryPoint = fnByHandler(t(), HANDLERS.recoveryPoint).id;
     const schedule = only(
       resources(t(), "AWS::Events::Rule").filter(

@@ -23,7 +23,7 @@ export async function processCopyMessages(
   const copies: Array<{ messageId: string; ev: CopyEvent }> = [];
   for (const record of records) {
     const { messageId } = record;
-    const parsed = parseMessage(record, rt.config.accountId ?? account);
+    const parsed = parseMessage(record, rt.config.accountId ?? account, rt.logger);
     if ("invalid" in parsed) {
       logger.error("event rejected", { messageId, reason: parsed.invalid });
       outcomes.push({ messageId, outcome: "invalid", reason: parsed.invalid });

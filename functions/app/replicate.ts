@@ -28,7 +28,7 @@ export async function processSnapshotMessages(
     keysOf.set(messageId, [...(keysOf.get(messageId) ?? []), key]);
   };
   for (const record of records) {
-    const parsed = parseMessage(record, rt.config.accountId ?? account);
+    const parsed = parseMessage(record, rt.config.accountId ?? account, rt.logger);
     const { messageId } = record;
     if ("invalid" in parsed) {
       outcomes.set(messageId, { messageId, outcome: "invalid", reason: parsed.invalid });

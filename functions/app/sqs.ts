@@ -1,6 +1,7 @@
+import type { Logger } from "@aws-lambda-powertools/logger";
 import type { SQSBatchResponse, SQSRecord } from "aws-lambda";
 import { errorMessage } from "../core/errors.js";
-import { classifyEvent } from "../core/events.js";
+import { classifyEvent, eventAccount } from "../core/events.js";
 import type { ClassifiedEvent } from "../core/model.js";
 
 /** What became of one SQS message. `retry` and `invalid` are reported as batch item failures. */
@@ -14,9 +15,14 @@ export type Parsed = { messageId: string; event: ClassifiedEvent } | { messageId
 
 /**
  * Parses one SQS message holding an EventBridge event. Events from another account than ours are
- * ignored (the bus should never route them here, so seeing one is worth a log line).
+ * ignored (the bus should never route them here, so seeing one is worth a log line). Informational
+ * fields the event could not give (its `notes`) are logged once, at WARN, with the event id.
  */
-export function parseMessage(record: SQSRecord, account: string | undefined): Parsed {
+export function parseMessage(
+  record: SQSRecord,
+  account: string | undefined,
+  logger: Pick<Logger, "warn">,
+): Parsed {
   let body: unknown;
   try {
     body = JSON.parse(record.body);
@@ -25,9 +31,10 @@ export function parseMessage(record: SQSRecord, account: string | undefined): Pa
   }
   try {
     const event = classifyEvent(body);
-    const from =
-      typeof body === "object" && body !== null ? (body as { account?: unknown }).account : undefined;
-    if (account && typeof from === "string" && from !== account) {
+    const { eventId, notes } = event;
+    if (notes) logger.warn("event field ignored", { eventId, messageId: record.messageId, notes });
+    const from = eventAccount(body); // `account`, `Account`, ...: every spelling the classifier reads
+    if (account && from !== undefined && from !== account) {
       return {
         messageId: record.messageId,
         event: {
@@ -35,6 +42,7 @@ export function parseMessage(record: SQSRecord, account: string | undefined): Pa
           reason: `event from foreign account ${from}`,
           snapshotId: null,
           region: null,
+          ...(eventId !== undefined ? { eventId } : {}),
         },
       };
     }

@@ -65,72 +65,82 @@ export interface SourceSnapshot {
   tags: Tags;
 }
 
+/** What every classified event may carry besides its meaning (only when present / non-empty). */
+export interface EventInfo {
+  /** The EventBridge event id (the envelope's `id`), for logs. */
+  eventId?: string;
+  /** Informational fields that could not be read and were treated as absent, one line each. */
+  notes?: string[];
+}
+
 /** What one EventBridge event means to us, after parsing at the edge. */
-export type ClassifiedEvent =
-  | {
-      kind: "snapshot-created";
-      snapshotId: string;
-      region: string;
-      volumeId?: string;
-      startTime?: string;
-      endTime?: string;
-    }
-  | {
-      kind: "snapshot-failed";
-      snapshotId: string;
-      region: string;
-      volumeId?: string;
-      cause: string;
-    }
-  | {
-      kind: "snapshot-copied";
-      snapshotId: string;
-      region: string;
-      sourceSnapshotId: string;
-      sourceRegion: string;
-      incremental?: boolean;
-      transferType?: string;
-      startTime?: string;
-      endTime?: string;
-    }
-  | {
-      kind: "copy-failed";
-      snapshotId: string;
-      region: string;
-      sourceSnapshotId: string;
-      sourceRegion: string;
-      cause: string;
-    }
-  | {
-      kind: "copy-missed-deadline";
-      snapshotId: string;
-      region: string;
-      sourceSnapshotId?: string;
-      sourceRegion?: string;
-      completionDurationMinutes?: number;
-      /** AWS's `missedCompletionDurationCause`. */
-      cause?: string;
-      startTime?: string;
-    }
-  | {
-      kind: "multi-volume";
-      snapshotId: null;
-      region: string;
-      snapshots: Array<{
+export type ClassifiedEvent = EventInfo &
+  (
+    | {
+        kind: "snapshot-created";
         snapshotId: string;
         region: string;
         volumeId?: string;
-        succeeded: boolean;
+        startTime?: string;
+        endTime?: string;
+      }
+    | {
+        kind: "snapshot-failed";
+        snapshotId: string;
+        region: string;
+        volumeId?: string;
+        cause: string;
+      }
+    | {
+        kind: "snapshot-copied";
+        snapshotId: string;
+        region: string;
+        sourceSnapshotId: string;
+        sourceRegion: string;
+        incremental?: boolean;
+        transferType?: string;
+        startTime?: string;
+        endTime?: string;
+      }
+    | {
+        kind: "copy-failed";
+        snapshotId: string;
+        region: string;
+        sourceSnapshotId: string;
+        sourceRegion: string;
+        cause: string;
+      }
+    | {
+        kind: "copy-missed-deadline";
+        snapshotId: string;
+        region: string;
+        sourceSnapshotId?: string;
+        sourceRegion?: string;
+        completionDurationMinutes?: number;
+        /** AWS's `missedCompletionDurationCause`. */
         cause?: string;
-      }>;
-      startTime?: string;
-      endTime?: string;
-    }
-  | {
-      kind: "ignored";
-      reason: string;
-      snapshotId: string | null;
-      region: string | null;
-    };
+        startTime?: string;
+      }
+    | {
+        kind: "multi-volume";
+        snapshotId: null;
+        region: string;
+        snapshots: Array<{
+          snapshotId: string;
+          region: string;
+          volumeId?: string;
+          succeeded: boolean;
+          cause?: string;
+        }>;
+        startTime?: string;
+        endTime?: string;
+      }
+    | {
+        kind: "ignored";
+        reason: string;
+        snapshotId: string | null;
+        region: string | null;
+      }
+  );
 
 export type EventKind = ClassifiedEvent["kind"];

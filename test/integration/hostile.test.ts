@@ -1,7 +1,8 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
+import { processCopyMessages } from "../../functions/app/copy-completed.js";
 import { processSnapshotMessages } from "../../functions/app/replicate.js";
 import { type MessageOutcome, toBatchResponse } from "../../functions/app/sqs.js";
-import { asEvent, sqsEvent } from "../../local/runtime.js";
+import { asEvent, LOCAL_ACCOUNT, sqsEvent } from "../../local/runtime.js";
 import { eventNames, loadEvent } from "../events/fixtures.js";
 import { copiesBySource, makePlane, useMoto } from "../support/harness.js";
 
@@ -36,6 +37,14 @@ describe("replicate: malformed and hostile events", () => {
         }),
       ],
       ["foreign account", JSON.stringify({ ...created, account: "999999999999" })],
+      // keys match in any case, so the account check must too
+      [
+        "foreign account, capitalised key",
+        JSON.stringify({
+          ...Object.fromEntries(Object.entries(created).filter(([k]) => k !== "account")),
+          Account: "999999999999",
+        }),
+      ],
     ];
     expect(bad.length).toBeGreaterThanOrEqual(12);
     const bodies = [...bad.map(([, body]) => body), ...goodBodies];
@@ -69,6 +78,7 @@ describe("replicate: malformed and hostile events", () => {
     expect(reasonOf("oversized")).toMatch(/too large|bytes|size/i);
     expect(reasonOf("foreign region")).toMatch(/eu-west-1 is not a configured source region/);
     expect(reasonOf("foreign account")).toMatch(/foreign account 999999999999/);
+    expect(reasonOf("foreign account, capitalised key")).toMatch(/foreign account 999999999999/);
     // the genuine ones in the same batches were recorded and copied
     for (let i = bad.length; i < bodies.length; i++) {
       expect(outcomes.find((x) => x.index === i)?.outcome).toBe("recorded");
@@ -118,5 +128,55 @@ describe("replicate: malformed and hostile events", () => {
       ["skipped", "no velero.io/backup tag: not a Velero snapshot"],
     ]);
     expect(plane.emitter.copies).toHaveLength(0);
+  });
+});
+
+describe("copy-completed: a genuine event with odd informational fields", () => {
+  it('settles a copy whose event says "incremental": "True", and logs its note once with the event id', async () => {
+    // arrange: one snapshot copying, its copy finished in "AWS"; its event spells incremental
+    // "True" and carries a transfer type that is not one (a note, not a reason to reject it)
+    const { plane, primary } = await makePlane(moto(), { copyDelayMs: "held" });
+    await primary.addControllers(1);
+    const [snap] = await primary.takeBackup("adhoc-odd-fields", { emit: false });
+    if (!snap) throw new Error("one snapshot expected");
+    const { outcomes: recorded } = await plane.rt.plane.intake([
+      { key: snap.snapshotId, snapshotId: snap.snapshotId, region: primary.region },
+    ]);
+    expect([...recorded.values()].map((o) => o.status)).toEqual(["recorded"]);
+    const [copy] = await plane.emitter.release(1, { emit: false });
+    if (!copy) throw new Error("one copy expected");
+    const region = plane.rt.config.failoverRegion;
+    const event = asEvent(plane.emitter.copyEvent(copy, "succeeded"), region);
+    const detail = { ...(event.detail as Record<string, unknown>), incremental: "True", transferType: 42 };
+    const records = sqsEvent(
+      [JSON.stringify({ ...event, detail })],
+      plane.resources.copyQueue.arn,
+      region,
+    ).Records;
+    const messageId = records[0]?.messageId;
+    const warn = vi.spyOn(plane.rt.logger, "warn");
+
+    // act
+    const { outcomes } = await processCopyMessages(plane.rt, records, LOCAL_ACCOUNT);
+
+    // assert: settled (no batch item failure), incremental recorded, the note logged once
+    expect(outcomes).toEqual([{ messageId, outcome: "completed" }]);
+    expect(toBatchResponse(outcomes).batchItemFailures).toEqual([]);
+    const record = await plane.rt.ledger.get(snap.snapshotId);
+    expect(record).toMatchObject({
+      status: "completed",
+      copySnapshotId: copy.copySnapshotId,
+      incremental: true,
+    });
+    expect(warn.mock.calls.filter(([message]) => message === "event field ignored")).toEqual([
+      [
+        "event field ignored",
+        {
+          eventId: event.id,
+          messageId,
+          notes: ["detail.transferType: 42 is not a transfer type; treated as absent"],
+        },
+      ],
+    ]);
   });
 });

@@ -34,6 +34,39 @@ describe("dr event classify (child process)", () => {
     });
   });
 
+  it('reads "Incremental": "True" on a copy event and exits 0', () => {
+    // arrange
+    const stdin = fixture("aws.ec2/copy-snapshot-capitalised");
+    expect(stdin).toContain('"Incremental": "True"');
+    // act
+    const r = dr(tsx, ["cli/dr.ts", "event", "classify"], stdin);
+    // assert
+    expect(r.status).toBe(0);
+    expect(r.stderr).toBe("");
+    const got = JSON.parse(r.stdout);
+    expect(got).toMatchObject({ kind: "snapshot-copied", incremental: true, transferType: "standard" });
+    expect(got).not.toHaveProperty("notes");
+  });
+
+  it("prints an odd informational value as a note, classifies the event and exits 0", () => {
+    // arrange
+    const stdin = fixture("aws.ec2/copy-snapshot-odd-incremental");
+    // act
+    const r = dr(tsx, ["cli/dr.ts", "event", "classify"], stdin);
+    // assert
+    expect(r.status).toBe(0);
+    expect(r.stderr).toBe("");
+    expect(r.stdout.trimEnd().split("\n")).toHaveLength(1);
+    const got = JSON.parse(r.stdout);
+    expect(got).toMatchObject({
+      kind: "snapshot-copied",
+      snapshotId: "snap-09f8e7d6c5b4a3210",
+      eventId: "4c4a8a1e-5ed0-4b8c-9d5e-2f7b0e6d8a11",
+      notes: ['detail.incremental: "yes" is not true or false; treated as absent'],
+    });
+    expect(got).not.toHaveProperty("incremental");
+  });
+
   it("prints one line on stderr, nothing on stdout, and exits 2 for an invalid event", () => {
     // arrange
     const stdin = fixture("hostile/region-header-injection");

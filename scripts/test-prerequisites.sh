@@ -13,8 +13,10 @@ fail() {
   exit 1
 }
 
-python3 -c 'import moto, werkzeug' 2>/dev/null ||
-  fail "needs Python's moto[server] 5 (the AWS emulator): pip install 'moto[server]>=5,<6'"
+# local/moto.ts starts the emulator with $MOTO_PYTHON (default python3): check that interpreter.
+python="${MOTO_PYTHON:-python3}"
+"$python" -c 'import moto, werkzeug, flask; assert int(moto.__version__.split(".")[0]) == 5' 2>/dev/null ||
+  fail "needs Python's moto[server] 5 (the AWS emulator) for $python: pip install 'moto[server]>=5,<6'"
 command -v cfn-lint >/dev/null || fail "needs cfn-lint on PATH: pip install cfn-lint"
 
 chromium="${CHROMIUM:-/usr/bin/chromium}"

@@ -1,4 +1,4 @@
-import { Arn, ArnFormat, Duration, RemovalPolicy, type Stack } from "aws-cdk-lib";
+import { Arn, ArnFormat, Duration, Fn, RemovalPolicy, type Stack } from "aws-cdk-lib";
 import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
 import { SnsAction } from "aws-cdk-lib/aws-cloudwatch-actions";
 import * as dynamodb from "aws-cdk-lib/aws-dynamodb";
@@ -456,6 +456,12 @@ export function Replication({ stack }: StackContext) {
     AlertsTopicArn: alerts.topicArn,
     DashboardName: dashboard.dashboardName,
     ...(backupEvents ? { BackupEventsQueueUrl: backupEvents.queue.queueUrl } : {}),
+    // The roles that call CopySnapshot: what a source volume's customer-managed KMS key policy must
+    // name (README, "KMS").
+    CopyRoleArns: Fn.join(
+      ",",
+      [replicate, copyCompleted, sweep, poll].flatMap((f) => (f?.role ? [f.role.roleArn] : [])),
+    ),
   });
   return {
     bus,

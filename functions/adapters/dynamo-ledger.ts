@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { type CancellationReason, TransactionCanceledException } from "@aws-sdk/client-dynamodb";
 import {
   BatchGetCommand,
@@ -891,17 +892,23 @@ export class DynamoLedger implements Ledger, BackupLedger {
     at: string,
     published?: { prefix: string },
   ): Promise<boolean> {
+    const token = randomUUID();
     const out = await this.db.send(
       new UpdateCommand({
         TableName: this.table,
         Key: backupKey(name),
         UpdateExpression:
           "SET verdict = :v, reason = :r, copied = :c, expectedCount = :n, evaluatedAt = :at" +
-          (published ? ", drReadyAt = if_not_exists(drReadyAt, :at), failoverPrefix = :p" : ""),
-        // The item as it was: no drReadyAt means this write made the backup DR-ready. (ALL_OLD, not
-        // UPDATED_OLD: whether an attribute SET to its own value counts as "updated" is not something
-        // to rest a metric on; the emulator, for one, leaves it out.) Return values cost no capacity.
-        ReturnValues: "ALL_OLD",
+          (published
+            ? ", drReadyAt = if_not_exists(drReadyAt, :at), drReadyBy = if_not_exists(drReadyBy, :by), failoverPrefix = :p"
+            : ""),
+        // The item as it is now: drReadyBy equal to this call's own token means this write made the
+        // backup DR-ready, also when the SDK retried the call after a lost response (ALL_OLD would
+        // then say "already ready" and the backup would never be reported). A racing evaluation that
+        // lost reads the winner's token (a time could be the same millisecond). ALL_NEW, not
+        // UPDATED_NEW: whether an attribute SET to its own value counts as "updated" is not something
+        // to rest a metric on (the emulator leaves it out). Return values cost no capacity.
+        ReturnValues: "ALL_NEW",
         ConditionExpression: "gsi1pk = :gsi",
         ExpressionAttributeValues: {
           ":v": e.verdict,
@@ -910,11 +917,11 @@ export class DynamoLedger implements Ledger, BackupLedger {
           ":n": e.expectedCount,
           ":at": at,
           ":gsi": BACKUPS,
-          ...(published ? { ":p": published.prefix } : {}),
+          ...(published ? { ":p": published.prefix, ":by": token } : {}),
         },
       }),
     );
-    return published !== undefined && out.Attributes?.drReadyAt === undefined;
+    return published !== undefined && out.Attributes?.drReadyBy === token;
   }
 
   async retireBackup(name: string, at: string, reason: string): Promise<void> {

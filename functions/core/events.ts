@@ -361,8 +361,20 @@ const flag: Reader<boolean> = (v) => {
       : new Odd("is not true or false");
 };
 
-const text: Reader<string> = (v) =>
-  typeof v !== "string" ? new Odd("is not a string") : v.trim() === "" ? undefined : v;
+/** Longest cause text kept (it ends up in ledger reasons, verdicts and `dr status`). */
+const MAX_TEXT = 1000;
+
+/**
+ * Free text (a cause): control characters become spaces and a long text is cut, since it is stored
+ * in the ledger (a backup's verdict joins its snapshots' reasons, and an item holds 400 KB at most)
+ * and printed by `dr status`.
+ */
+const text: Reader<string> = (v) => {
+  if (typeof v !== "string") return new Odd("is not a string");
+  if (v.trim() === "") return undefined;
+  const clean = v.replace(/[\p{Cc}\u2028\u2029]/gu, " ");
+  return clean.length > MAX_TEXT ? `${clean.slice(0, MAX_TEXT)}... (${clean.length} characters)` : clean;
+};
 
 const transferType: Reader<string> = (v) => {
   if (typeof v !== "string") return new Odd("is not a transfer type");

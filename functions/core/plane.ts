@@ -568,7 +568,11 @@ export class ReplicationPlane {
         });
         outcomes[index] = { status: "flagged", record };
       } else if (ev.kind === "snapshot-copied") {
-        completions.push({ index, record, ev, completedAt: ev.endTime ?? clock.now().toISOString() });
+        // The event's endTime is informational: never later than now (a clock or a bad value must
+        // not make the copy lag negative or the completion lie in the future).
+        const now = clock.now().toISOString();
+        const completedAt = ev.endTime !== undefined && ev.endTime < now ? ev.endTime : now;
+        completions.push({ index, record, ev, completedAt });
       } else {
         const { outcome, after } = await this.failCopy(
           record,

@@ -7,7 +7,7 @@
  * AWS/States) are AWS's to emit and are not checked here. The emulator emits no EBS events and
  * completes copies at once: copies are held and their events played by the local emitter.
  */
-import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { METRIC } from "../../functions/app/metrics.js";
 import { pollCopies } from "../../functions/app/poll.js";
 import { makeRecoveryPointHandler } from "../../functions/app/recovery-point.js";
@@ -21,6 +21,7 @@ import { type Resource, resources } from "../stacks/cfn.js";
 import { type DashboardBody, dashboardBodyText, parseDashboardBody } from "../stacks/dashboard.js";
 import {
   alarmQueries,
+  captureStdout,
   type EmittedMetric,
   emittedMetrics,
   type MetricQuery,
@@ -47,22 +48,8 @@ const SETTINGS = {
   DR_ZONE_MAP: "us-east-1a=us-west-2b",
 };
 
-/** Powertools writes EMF with its own Console on process.stdout; metrics are on for this file. */
-let written: string[] = [];
-beforeEach(() => {
-  vi.stubEnv("POWERTOOLS_METRICS_DISABLED", "false");
-  vi.stubEnv("POWERTOOLS_DEV", "");
-  written = [];
-  vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
-    written.push(typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8"));
-    return true;
-  });
-});
-afterEach(() => {
-  vi.restoreAllMocks();
-  vi.unstubAllEnvs();
-});
-const emitted = (): EmittedMetric[] => emittedMetrics(written.join(""));
+const stdout = captureStdout();
+const emitted = (): EmittedMetric[] => emittedMetrics(stdout.text());
 
 let dashboard: DashboardBody;
 let alarms: Resource[];

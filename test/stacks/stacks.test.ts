@@ -600,8 +600,17 @@ describe("Replication stack (failover region)", () => {
         "CopyEventsQueueUrl",
         "AlertsTopicArn",
         "DashboardName",
+        "CopyRoleArns",
       ]),
     );
+    // the roles a source key's policy must name: exactly those of the functions that copy
+    const copyRoles = flat(
+      (replication.template.Outputs as Record<string, { Value: Json }>).CopyRoleArns?.Value,
+    );
+    const copying = [HANDLERS.replicate, HANDLERS.copyCompleted, HANDLERS.sweep, HANDLERS.poll].map(
+      (h) => `${String(flat(fnByHandler(t(), h).props.Role))}`,
+    );
+    expect(copyRoles).toBe(copying.join(","));
   });
 
   it("alarms on copy failures and stuck copies (our metrics, service dimension), to the alerts topic", () => {

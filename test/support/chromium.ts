@@ -4,8 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 
-/** Debian's chromium (apt-get install chromium); CI installs it in .ci/run. */
-export const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+/** Debian's chromium (apt-get install chromium), which `npm test`'s pretest step installs when missing. */
+export const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 
 /**
  * Renders a local HTML file in headless Chromium (scripts run) and returns the DOM after load.

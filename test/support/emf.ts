@@ -5,8 +5,39 @@
  * CloudWatch identifies a metric by namespace, name and the exact set of dimensions with their values:
  * a query naming one dimension more or less than was emitted finds nothing.
  */
+import { afterEach, beforeEach, vi } from "vitest";
 import { flat, type Json, type Resource } from "../stacks/cfn.js";
 import { type DashboardBody, metricRows } from "../stacks/dashboard.js";
+
+/**
+ * Turns metrics on for the calling test file (vitest.config turns them off everywhere) and catches
+ * what is written to stdout, where Powertools Metrics v2 writes EMF with its own
+ * `new Console({ stdout: process.stdout })` (the global console only when POWERTOOLS_DEV is set).
+ * `text()` is what the current test has written so far, `clear()` forgets it; stderr is silenced.
+ */
+export function captureStdout(): { text: () => string; clear: () => void } {
+  let written: string[] = [];
+  beforeEach(() => {
+    vi.stubEnv("POWERTOOLS_METRICS_DISABLED", "false");
+    vi.stubEnv("POWERTOOLS_DEV", "");
+    written = [];
+    vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
+      written.push(typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8"));
+      return true;
+    });
+    vi.spyOn(process.stderr, "write").mockImplementation(() => true);
+  });
+  afterEach(() => {
+    vi.restoreAllMocks();
+    vi.unstubAllEnvs();
+  });
+  return {
+    text: () => written.join(""),
+    clear: () => {
+      written = [];
+    },
+  };
+}
 
 /** One metric as CloudWatch stores it from an EMF document. */
 export interface EmittedMetric {

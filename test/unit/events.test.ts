@@ -549,6 +549,16 @@ const variants: Record<string, Variant> = {
     detail: { cause: "   " },
     want: { kind: "copy-failed", cause: "no cause given" },
   },
+  "a cause with line breaks and escapes (kept on one line)": {
+    base: COPY_FAILED,
+    detail: { cause: "key\nnot\r\u001b[31maccessible\u2028" },
+    want: { kind: "copy-failed", cause: "key not  [31maccessible " },
+  },
+  "a 5,000-character cause (cut: it is stored in the ledger and printed)": {
+    base: COPY_FAILED,
+    detail: { cause: "x".repeat(5000) },
+    want: { kind: "copy-failed", cause: `${"x".repeat(1000)}... (5000 characters)` },
+  },
   "a missed-completion cause object": {
     base: MISSED,
     detail: { missedCompletionDurationCause: { code: "ThroughputExceeded" } },

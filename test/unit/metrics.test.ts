@@ -1,8 +1,9 @@
 import { Metrics } from "@aws-lambda-powertools/metrics";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { METRIC, publishAdmit, publishCopyOutcome } from "../../functions/app/metrics.js";
 import type { SnapshotRecord } from "../../functions/core/model.js";
 import type { AdmitReport, CopyEventOutcome } from "../../functions/core/plane.js";
+import { captureStdout } from "../support/emf.js";
 
 /** One CloudWatch Embedded Metric Format document, as much of it as these tests read. */
 interface Emf {
@@ -21,28 +22,8 @@ function isEmf(v: unknown): v is Emf {
   return typeof v === "object" && v !== null && "_aws" in v;
 }
 
-/**
- * Powertools Metrics v2 writes EMF with its own `new Console({ stdout: process.stdout })` (the
- * global console only when POWERTOOLS_DEV is set), so the lines are caught at process.stdout.write.
- */
-let written: string[] = [];
-
-beforeEach(() => {
-  // vitest.config disables metrics for every test; this file checks the output, so enable them
-  vi.stubEnv("POWERTOOLS_METRICS_DISABLED", "false");
-  vi.stubEnv("POWERTOOLS_DEV", "");
-  written = [];
-  vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
-    written.push(typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8"));
-    return true;
-  });
-  vi.spyOn(process.stderr, "write").mockImplementation(() => true);
-});
-
-afterEach(() => {
-  vi.restoreAllMocks();
-  vi.unstubAllEnvs();
-});
+// vitest.config disables metrics for every test; this file checks the output, so enable them
+const stdout = captureStdout();
 
 function newMetrics(): Metrics {
   return new Metrics({ namespace: "VeleroDR", serviceName: "replication" });
@@ -50,8 +31,8 @@ function newMetrics(): Metrics {
 
 /** Every EMF document written so far. */
 function emitted(): Emf[] {
-  return written
-    .join("")
+  return stdout
+    .text()
     .split("\n")
     .filter((line) => line.trim() !== "")
     .map((line) => JSON.parse(line) as unknown)
@@ -141,7 +122,7 @@ describe("publishCopyOutcome", () => {
     publishCopyOutcome(metrics, completed({ incremental: false }));
     metrics.publishStoredMetrics();
     const full = emitted();
-    written = [];
+    stdout.clear();
     publishCopyOutcome(metrics, completed());
     metrics.publishStoredMetrics();
     const unknown = emitted();

@@ -1,7 +1,7 @@
 import { Logger } from "@aws-lambda-powertools/logger";
 import { Metrics } from "@aws-lambda-powertools/metrics";
 import type { Context } from "aws-lambda";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { METRIC } from "../../functions/app/metrics.js";
 import { makeRecoveryPointHandler, RECOVERY_POINT_WINDOW } from "../../functions/app/recovery-point.js";
 import {
@@ -13,6 +13,7 @@ import {
 } from "../../functions/core/backup.js";
 import type { StoredBackup } from "../../functions/core/ports.js";
 import { at, MINUTE, storedBackup } from "../support/backups.js";
+import { captureStdout } from "../support/emf.js";
 import { FakeClock } from "../support/harness.js";
 
 /** A registered backup of the 15-minute schedule, started at `start`, with Velero's 1 h TTL. */
@@ -183,7 +184,7 @@ describe("recovery-point handler", () => {
     };
     [key: string]: unknown;
   }
-  let written: string[] = [];
+  const stdout = captureStdout();
   const context = {
     functionName: "recovery-point",
     invokedFunctionArn: "arn:aws:lambda:us-west-2:123456789012:function:recovery-point",
@@ -192,26 +193,10 @@ describe("recovery-point handler", () => {
     getRemainingTimeInMillis: () => 30_000,
   } as unknown as Context;
 
-  beforeEach(() => {
-    vi.stubEnv("POWERTOOLS_METRICS_DISABLED", "false");
-    vi.stubEnv("POWERTOOLS_DEV", "");
-    written = [];
-    vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
-      written.push(typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8"));
-      return true;
-    });
-    vi.spyOn(process.stderr, "write").mockImplementation(() => true);
-  });
-
-  afterEach(() => {
-    vi.restoreAllMocks();
-    vi.unstubAllEnvs();
-  });
-
   /** Data points as `<metric> <Schedule>` -> value, with each one's unit and dimension names. */
   function points() {
     const out = new Map<string, { value: unknown; unit: string; dimensions: string[][]; service: unknown }>();
-    for (const line of written.join("").split("\n")) {
+    for (const line of stdout.text().split("\n")) {
       if (!line.trim().startsWith("{")) continue;
       const doc = JSON.parse(line) as Emf;
       if (!doc._aws) continue;
@@ -276,7 +261,7 @@ describe("recovery-point handler", () => {
     // act: two runs a minute apart, nothing changed in between
     const ages: Array<Record<string, unknown>> = [];
     for (let run = 0; run < 2; run++) {
-      written = [];
+      stdout.clear();
       await handler({}, context);
       const p = points();
       ages.push({

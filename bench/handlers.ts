@@ -87,6 +87,7 @@ export function scaledPollMs(copyDelayMs: number): number {
 const VELERO: VeleroConfig = {
   bucket: "velero-backups-failover",
   prefix: "",
+  failoverBucket: "velero-dr-failover-metadata",
   failoverPrefix: "failover",
   zoneMap: { "us-east-1a": "us-west-2a", "us-east-1b": "us-west-2b", "us-east-1c": "us-west-2c" },
   allowedWarnings: 0,
@@ -154,7 +155,14 @@ async function runMode(moto: Moto, o: BenchOptions, mode: Mode): Promise<ModeRes
   const plane = await LocalPlane.create({
     endpoint: moto.endpoint,
     prefix: `bench-${mode}-${stamp}`,
-    config: { copyBudget: DEFAULTS.copyBudget, velero: { ...VELERO, bucket: `${VELERO.bucket}-${stamp}` } },
+    config: {
+      copyBudget: DEFAULTS.copyBudget,
+      velero: {
+        ...VELERO,
+        bucket: `${VELERO.bucket}-${stamp}`,
+        failoverBucket: `${VELERO.failoverBucket}-${stamp}`,
+      },
+    },
     copyDelayMs: delayMs,
     logLevel: "SILENT",
     // Trickle: every invocation gets one message, the worst case for per-batch work.

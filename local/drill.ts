@@ -31,6 +31,9 @@ class DrillClock implements Clock {
 const DRILL_VELERO: VeleroConfig = {
   bucket: "velero-backups-failover",
   prefix: "",
+  // The primary's location is the whole of its bucket (no prefix), so the failover metadata has a
+  // bucket of its own: nothing may sit beside backups/ at the top of a location (config.ts).
+  failoverBucket: "velero-dr-failover-metadata",
   failoverPrefix: "failover",
   zoneMap: { "us-east-1a": "us-west-2a", "us-east-1b": "us-west-2b", "us-east-1c": "us-west-2c" },
   allowedWarnings: 0,
@@ -115,7 +118,11 @@ export async function runDrill(
       endpoint,
       config: {
         copyBudget: o.budget,
-        velero: { ...DRILL_VELERO, bucket: `${DRILL_VELERO.bucket}-${Date.now()}` },
+        velero: {
+          ...DRILL_VELERO,
+          bucket: `${DRILL_VELERO.bucket}-${Date.now()}`,
+          failoverBucket: `${DRILL_VELERO.failoverBucket}-${Date.now()}`,
+        },
       },
       copyDelayMs: o.copyDelayMs,
       prefix: `velero-dr-drill-${Date.now()}`,
@@ -248,13 +255,13 @@ export async function runDrill(
  */
 async function verifyFailoverMetadata(plane: LocalPlane, velero: VeleroConfig, ec2F: EC2Client) {
   const list = await plane.clients.s3.send(
-    new ListObjectsV2Command({ Bucket: velero.bucket, Prefix: `${velero.failoverPrefix}/` }),
+    new ListObjectsV2Command({ Bucket: velero.failoverBucket, Prefix: `${velero.failoverPrefix}/` }),
   );
   const keys = (list.Contents ?? []).map((c) => c.Key ?? "");
   let failoverRecords = 0;
   let failoverRecordsVerified = 0;
   for (const key of keys.filter((k) => k.endsWith("-volumesnapshots.json.gz"))) {
-    const o = await plane.clients.s3.send(new GetObjectCommand({ Bucket: velero.bucket, Key: key }));
+    const o = await plane.clients.s3.send(new GetObjectCommand({ Bucket: velero.failoverBucket, Key: key }));
     const records = parseVolumeSnapshots(
       gunzipJson((await o.Body?.transformToByteArray()) ?? new Uint8Array(), key),
     );

@@ -120,7 +120,8 @@ async function routeTo(events: EventBridgeClient, rule: string, bus: string, pat
 
 /**
  * Velero's bucket in the failover region, with EventBridge notifications on, and the rule that
- * routes its backup metadata events to the backup-events queue.
+ * routes its backup metadata events to the backup-events queue; and the failover metadata's bucket
+ * when that is another one.
  */
 export async function createVeleroBucket(
   s3: S3Client,
@@ -130,14 +131,18 @@ export async function createVeleroBucket(
   velero: VeleroConfig,
   region: string,
 ): Promise<QueuePair> {
-  await s3.send(
-    new CreateBucketCommand({
-      Bucket: velero.bucket,
-      ...(region === "us-east-1"
-        ? {}
-        : { CreateBucketConfiguration: { LocationConstraint: region as "us-west-2" } }),
-    }),
-  );
+  const create = (Bucket: string) =>
+    s3.send(
+      new CreateBucketCommand({
+        Bucket,
+        ...(region === "us-east-1"
+          ? {}
+          : { CreateBucketConfiguration: { LocationConstraint: region as "us-west-2" } }),
+      }),
+    );
+  await create(velero.bucket);
+  // The failover metadata's own bucket, when it has one: no notifications (nothing listens there).
+  if (velero.failoverBucket !== velero.bucket) await create(velero.failoverBucket);
   await s3.send(
     new PutBucketNotificationConfigurationCommand({
       Bucket: velero.bucket,

@@ -52,6 +52,7 @@ const HANDLER_ENV: Record<string, string> = {
     velero: {
       bucket: "velero-bundle-check",
       prefix: "",
+      failoverBucket: "velero-bundle-check-failover",
       failoverPrefix: "failover",
       zoneMap: { "us-east-1a": "us-west-2a" },
       allowedWarnings: 0,

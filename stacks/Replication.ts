@@ -456,6 +456,12 @@ export function Replication({ stack }: StackContext) {
     AlertsTopicArn: alerts.topicArn,
     DashboardName: dashboard.dashboardName,
     ...(backupEvents ? { BackupEventsQueueUrl: backupEvents.queue.queueUrl } : {}),
+    // Where the standby cluster's read-only BackupStorageLocation points (README, "The standby's Velero").
+    ...(velero
+      ? {
+          FailoverMetadataLocation: `s3://${velero.failoverBucket}${velero.failoverPrefix ? `/${velero.failoverPrefix}` : ""}`,
+        }
+      : {}),
     // The roles that call CopySnapshot: what a source volume's customer-managed KMS key policy must
     // name (README, "KMS").
     CopyRoleArns: Fn.join(
@@ -678,8 +684,10 @@ export function backupsDir(prefix: string): string {
 }
 
 /**
- * Velero's bucket (which the user owns; the stack never creates or changes it): read the backups'
- * metadata under `<prefix>/backups/`, and write the failover copy under `<failoverPrefix>/backups/`.
+ * Velero's bucket and the failover bucket (both the user's; the stack never creates or changes
+ * them, and they may be one bucket with disjoint prefixes): read the backups' metadata under
+ * `<prefix>/backups/`, and write the failover copy under `<failoverPrefix>/backups/` of the failover
+ * bucket.
  * CopyObject needs no more: GetObject on its source and PutObject on its target (objects without
  * S3 object tags, as Velero writes them; tagged ones would also need Get/PutObjectTagging).
  * ListBucket is limited by `s3:prefix` to the backups. It also decides whether GetObject of a
@@ -689,34 +697,40 @@ export function backupsDir(prefix: string): string {
  * https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html (Permissions)
  */
 export function veleroBucketPermissions(stack: Stack, velero: VeleroConfig): iam.PolicyStatement[] {
-  const bucket = Arn.format(
-    {
-      service: "s3",
-      region: "",
-      account: "",
-      resource: velero.bucket,
-      arnFormat: ArnFormat.NO_RESOURCE_NAME,
-    },
-    stack,
-  );
+  const arnOf = (name: string) =>
+    Arn.format(
+      { service: "s3", region: "", account: "", resource: name, arnFormat: ArnFormat.NO_RESOURCE_NAME },
+      stack,
+    );
+  const bucket = arnOf(velero.bucket);
+  const failoverBucket = arnOf(velero.failoverBucket);
   const source = backupsDir(velero.prefix);
+  const target = backupsDir(velero.failoverPrefix);
+  const list = (sid: string, resource: string, prefixes: string[]) =>
+    new iam.PolicyStatement({
+      sid,
+      actions: ["s3:ListBucket"],
+      resources: [resource],
+      conditions: { StringLike: { "s3:prefix": prefixes.map((p) => `${p}*`) } },
+    });
+  const sameBucket = velero.failoverBucket === velero.bucket;
   return [
     new iam.PolicyStatement({
       sid: "VeleroBackupsRead",
       actions: ["s3:GetObject"],
       resources: [`${bucket}/${source}*`],
     }),
-    new iam.PolicyStatement({
-      sid: "VeleroBackupsList",
-      actions: ["s3:ListBucket"],
-      resources: [bucket],
-      conditions: { StringLike: { "s3:prefix": [`${source}*`, `${backupsDir(velero.failoverPrefix)}*`] } },
-    }),
+    ...(sameBucket
+      ? [list("VeleroBackupsList", bucket, [source, target])]
+      : [
+          list("VeleroBackupsList", bucket, [source]),
+          list("FailoverMetadataList", failoverBucket, [target]),
+        ]),
     // Publishing writes the failover copy; retention deletes it when Velero deletes the backup.
     new iam.PolicyStatement({
       sid: "FailoverMetadataWrite",
       actions: ["s3:PutObject", "s3:DeleteObject"],
-      resources: [`${bucket}/${backupsDir(velero.failoverPrefix)}*`],
+      resources: [`${failoverBucket}/${target}*`],
     }),
   ];
 }

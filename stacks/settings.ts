@@ -32,6 +32,7 @@ export const SETTINGS = {
   // Velero's bucket (optional as a group: without DR_VELERO_BUCKET, backup registration is off)
   veleroBucket: "DR_VELERO_BUCKET",
   veleroPrefix: "DR_VELERO_PREFIX",
+  failoverBucket: "DR_FAILOVER_BUCKET",
   failoverPrefix: "DR_FAILOVER_PREFIX",
   zoneMap: "DR_ZONE_MAP",
   defaultZone: "DR_DEFAULT_ZONE",

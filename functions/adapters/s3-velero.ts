@@ -18,13 +18,14 @@ const notFound = (err: unknown) => {
 /**
  * Velero's object store layout: `<prefix>/backups/<name>/velero-backup.json`,
  * `<name>-volumesnapshots.json.gz`, `<name>.tar.gz`, ... The failover copy goes under
- * `<failoverPrefix>/backups/<name>/` in the same bucket, where the standby cluster's read-only
+ * `<failoverPrefix>/backups/<name>/` of the failover bucket (Velero's own unless configured; the
+ * configuration keeps the two layouts disjoint), where the standby cluster's read-only
  * BackupStorageLocation looks.
  */
 export class S3VeleroBucket implements VeleroBucket {
   constructor(
     private readonly s3: S3Client,
-    private readonly config: Pick<VeleroConfig, "bucket" | "prefix" | "failoverPrefix">,
+    private readonly config: Pick<VeleroConfig, "bucket" | "prefix" | "failoverBucket" | "failoverPrefix">,
   ) {}
 
   private dir(prefix: string, name: string): string {
@@ -55,13 +56,13 @@ export class S3VeleroBucket implements VeleroBucket {
     return files;
   }
 
-  private async list(dir: string): Promise<string[]> {
+  private async list(dir: string, bucket = this.config.bucket): Promise<string[]> {
     const keys: string[] = [];
     let token: string | undefined;
     do {
       const out = await this.s3.send(
         new ListObjectsV2Command({
-          Bucket: this.config.bucket,
+          Bucket: bucket,
           Prefix: dir,
           ...(token ? { ContinuationToken: token } : {}),
         }),
@@ -99,12 +100,12 @@ export class S3VeleroBucket implements VeleroBucket {
       const body = replaced[file];
       if (body) {
         await this.s3.send(
-          new PutObjectCommand({ Bucket: this.config.bucket, Key: `${to}${file}`, Body: body }),
+          new PutObjectCommand({ Bucket: this.config.failoverBucket, Key: `${to}${file}`, Body: body }),
         );
       } else {
         await this.s3.send(
           new CopyObjectCommand({
-            Bucket: this.config.bucket,
+            Bucket: this.config.failoverBucket,
             Key: `${to}${file}`,
             CopySource: `${this.config.bucket}/${encodeURIComponent(`${from}${file}`).replace(/%2F/g, "/")}`,
           }),
@@ -116,13 +117,13 @@ export class S3VeleroBucket implements VeleroBucket {
 
   async unpublish(name: string): Promise<number> {
     const dir = this.dir(this.config.failoverPrefix, name);
-    const keys = (await this.list(dir)).sort(
+    const keys = (await this.list(dir, this.config.failoverBucket)).sort(
       (a, b) => Number(b.endsWith("/velero-backup.json")) - Number(a.endsWith("/velero-backup.json")),
     );
     for (let i = 0; i < keys.length; i += 1000) {
       await this.s3.send(
         new DeleteObjectsCommand({
-          Bucket: this.config.bucket,
+          Bucket: this.config.failoverBucket,
           Delete: { Objects: keys.slice(i, i + 1000).map((Key) => ({ Key })), Quiet: true },
         }),
       );

@@ -45,7 +45,12 @@ export interface VeleroConfig {
   bucket: string;
   /** The BackupStorageLocation's prefix in the bucket ("" for none). */
   prefix: string;
-  /** Prefix, in the same bucket, that the standby cluster's read-only BackupStorageLocation reads. */
+  /**
+   * The bucket of the failover metadata (the standby cluster's read-only BackupStorageLocation):
+   * Velero's own bucket unless set, which is only allowed when the primary's location has a prefix.
+   */
+  failoverBucket: string;
+  /** Prefix, in `failoverBucket`, that the standby cluster's read-only BackupStorageLocation reads. */
   failoverPrefix: string;
   /** Source availability zone -> failover availability zone. */
   zoneMap: Record<string, string>;
@@ -91,6 +96,7 @@ export const ENV = {
   accountId: "SOURCE_ACCOUNT_ID",
   veleroBucket: "VELERO_BUCKET",
   veleroPrefix: "VELERO_PREFIX",
+  failoverBucket: "FAILOVER_BUCKET",
   failoverPrefix: "FAILOVER_PREFIX",
   zoneMap: "ZONE_MAP",
   defaultZone: "DEFAULT_ZONE",
@@ -174,13 +180,81 @@ export function loadConfig(env: Env): ReplicationConfig {
 
 const ZONE_PATTERN = /^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}[a-z]$/;
 const prefixOf = (p: string) => p.replace(/^\/+|\/+$/g, "");
+const BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+
+/**
+ * What Velero allows at the top of a BackupStorageLocation (`<bucket>/<prefix>/`): anything else
+ * makes it mark the location Unavailable (pkg/persistence/object_store.go, IsValid), and from Velero
+ * 1.17 an Unavailable location takes no new backups.
+ */
+export const VELERO_TOP_LEVEL_DIRS = [
+  "backups",
+  "restores",
+  "restic",
+  "metadata",
+  "plugins",
+  "kopia",
+] as const;
+
+/** Whether one object-store path (`a/b`) is the other or lies inside it, segment by segment. */
+function nested(a: string, b: string): boolean {
+  return a === b || a === "" || b === "" || b.startsWith(`${a}/`) || a.startsWith(`${b}/`);
+}
+
+/**
+ * Why a layout of the primary's BackupStorageLocation (bucket + prefix) and the failover metadata
+ * (failoverBucket + failoverPrefix) would break one of the two locations, or undefined when it is
+ * safe. In one bucket the two must be disjoint: Velero validates a location's top level, so the
+ * failover prefix inside the primary's (with no primary prefix, the whole bucket is the primary's)
+ * makes the primary Unavailable, and the primary's prefix inside the failover one makes the standby's
+ * location Unavailable. Names are the settings to fix (the functions' or the deployer's).
+ */
+export function layoutProblem(
+  v: Pick<VeleroConfig, "bucket" | "prefix" | "failoverBucket" | "failoverPrefix">,
+  names: { bucket: string; prefix: string; failoverBucket: string; failoverPrefix: string } = {
+    bucket: ENV.veleroBucket,
+    prefix: ENV.veleroPrefix,
+    failoverBucket: ENV.failoverBucket,
+    failoverPrefix: ENV.failoverPrefix,
+  },
+): string | undefined {
+  if (v.failoverBucket !== v.bucket || !nested(v.prefix, v.failoverPrefix)) return undefined;
+  const allowed = VELERO_TOP_LEVEL_DIRS.map((d) => `${d}/`).join(", ");
+  const why =
+    `Velero allows only ${allowed} at the top of a BackupStorageLocation and marks it Unavailable ` +
+    "otherwise (from Velero 1.17 an Unavailable location takes no new backups)";
+  if (v.prefix === "") {
+    return (
+      `${names.prefix} is empty, so the primary's BackupStorageLocation is the whole of bucket ` +
+      `"${v.bucket}", and the failover metadata (${names.failoverPrefix}="${v.failoverPrefix}") would ` +
+      `be a folder at its top: ${why}. Set ${names.failoverBucket} to another bucket in the failover ` +
+      `region for the failover metadata (or give the primary's location a prefix and set ${names.prefix})`
+    );
+  }
+  if (v.failoverPrefix === "") {
+    return (
+      `${names.failoverPrefix} is empty, so the standby's BackupStorageLocation would be the whole of ` +
+      `bucket "${v.bucket}", which holds the primary's location under "${v.prefix}/": ${why}. Set ` +
+      `${names.failoverPrefix} to a prefix outside "${v.prefix}", or ${names.failoverBucket} to another bucket`
+    );
+  }
+  return (
+    `${names.prefix}="${v.prefix}" and ${names.failoverPrefix}="${v.failoverPrefix}" in the same bucket ` +
+    `"${v.bucket}" must be disjoint (neither the other or inside it): ${why}. Choose a ` +
+    `${names.failoverPrefix} beside "${v.prefix}", or set ${names.failoverBucket} to another bucket`
+  );
+}
 
 /** The Velero settings, or undefined when VELERO_BUCKET is not set (registration off). */
 function loadVeleroConfig(env: Env, failoverRegion: string): VeleroConfig | undefined {
   const bucket = optional(env, ENV.veleroBucket);
   if (bucket === undefined) return undefined;
-  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
+  if (!BUCKET_NAME.test(bucket)) {
     throw new ConfigError(`${ENV.veleroBucket} is not a valid bucket name: "${bucket}"`);
+  }
+  const failoverBucket = optional(env, ENV.failoverBucket) ?? bucket;
+  if (!BUCKET_NAME.test(failoverBucket)) {
+    throw new ConfigError(`${ENV.failoverBucket} is not a valid bucket name: "${failoverBucket}"`);
   }
   const zoneMap = parseTagList(ENV.zoneMap, required(env, ENV.zoneMap));
   const inFailover = (name: string, zone: string) => {
@@ -199,9 +273,6 @@ function loadVeleroConfig(env: Env, failoverRegion: string): VeleroConfig | unde
   const defaultZone = optional(env, ENV.defaultZone);
   const prefix = prefixOf(optional(env, ENV.veleroPrefix) ?? "");
   const failoverPrefix = prefixOf(optional(env, ENV.failoverPrefix) ?? "failover");
-  if (failoverPrefix === prefix) {
-    throw new ConfigError(`${ENV.failoverPrefix} must differ from ${ENV.veleroPrefix} ("${prefix}")`);
-  }
   const combined = optional(env, ENV.combinedIds) ?? "false";
   if (combined !== "true" && combined !== "false") {
     throw new ConfigError(`${ENV.combinedIds} must be true or false, got "${combined}"`);
@@ -209,12 +280,16 @@ function loadVeleroConfig(env: Env, failoverRegion: string): VeleroConfig | unde
   const v: VeleroConfig = {
     bucket,
     prefix,
+    failoverBucket,
     failoverPrefix,
     zoneMap,
     allowedWarnings: integer(env, ENV.allowedWarnings, 0, 1_000_000, 0) as number,
     combinedIds: combined === "true",
   };
   if (defaultZone !== undefined) v.defaultZone = inFailover(ENV.defaultZone, defaultZone);
+  // Last, so that each setting's own error comes first.
+  const problem = layoutProblem(v);
+  if (problem) throw new ConfigError(problem);
   return v;
 }
 
@@ -242,6 +317,7 @@ export function configToEnv(c: ReplicationConfig): Record<string, string> {
   if (c.velero) {
     env[ENV.veleroBucket] = c.velero.bucket;
     if (c.velero.prefix) env[ENV.veleroPrefix] = c.velero.prefix;
+    if (c.velero.failoverBucket !== c.velero.bucket) env[ENV.failoverBucket] = c.velero.failoverBucket;
     env[ENV.failoverPrefix] = c.velero.failoverPrefix;
     env[ENV.zoneMap] = tags(c.velero.zoneMap);
     if (c.velero.defaultZone) env[ENV.defaultZone] = c.velero.defaultZone;

@@ -35,6 +35,7 @@ const SCHEDULE = "cbci-dr";
 const VELERO: VeleroConfig = {
   bucket: "velero-dashboard-test",
   prefix: "",
+  failoverBucket: "velero-dashboard-test-failover",
   failoverPrefix: "failover",
   zoneMap: { "us-east-1a": "us-west-2b" },
   allowedWarnings: 0,
@@ -45,6 +46,7 @@ const SETTINGS = {
   DR_SOURCE_REGIONS: "us-east-1",
   DR_FAILOVER_REGION: "us-west-2",
   DR_VELERO_BUCKET: VELERO.bucket,
+  DR_FAILOVER_BUCKET: VELERO.failoverBucket,
   DR_ZONE_MAP: "us-east-1a=us-west-2b",
 };
 

@@ -16,15 +16,19 @@ const moto = useMoto();
 const VELERO: VeleroConfig = {
   bucket: "velero-dr-ready-test",
   prefix: "",
+  failoverBucket: "velero-dr-ready-test-failover",
   failoverPrefix: "failover",
   zoneMap: { "us-east-1a": "us-west-2b" },
   allowedWarnings: 0,
   combinedIds: false,
 };
 
+/** The failover metadata has its own bucket here (the primary's location has no prefix). */
+const bucketOf = (key: string) => (key.startsWith("failover/") ? VELERO.failoverBucket : VELERO.bucket);
+
 async function object(plane: LocalPlane, key: string): Promise<Uint8Array | undefined> {
   try {
-    const o = await plane.clients.s3.send(new GetObjectCommand({ Bucket: VELERO.bucket, Key: key }));
+    const o = await plane.clients.s3.send(new GetObjectCommand({ Bucket: bucketOf(key), Key: key }));
     return await o.Body?.transformToByteArray();
   } catch {
     return undefined;
@@ -33,7 +37,7 @@ async function object(plane: LocalPlane, key: string): Promise<Uint8Array | unde
 
 async function keys(plane: LocalPlane, prefix: string): Promise<string[]> {
   const out = await plane.clients.s3.send(
-    new ListObjectsV2Command({ Bucket: VELERO.bucket, Prefix: prefix }),
+    new ListObjectsV2Command({ Bucket: bucketOf(prefix), Prefix: prefix }),
   );
   return (out.Contents ?? []).map((c) => c.Key ?? "");
 }

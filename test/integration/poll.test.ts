@@ -431,6 +431,7 @@ describe("copy poller (settles finished copies while others wait for a slot)", (
 const VELERO: VeleroConfig = {
   bucket: "velero-poll-test",
   prefix: "",
+  failoverBucket: "velero-poll-test-failover",
   failoverPrefix: "failover",
   zoneMap: { "us-east-1a": "us-west-2b" },
   allowedWarnings: 0,

@@ -11,6 +11,7 @@ const moto = useMoto();
 const VELERO: VeleroConfig = {
   bucket: "velero-dr-test",
   prefix: "",
+  failoverBucket: "velero-dr-test-failover",
   failoverPrefix: "failover",
   zoneMap: { "us-east-1a": "us-west-2a" },
   allowedWarnings: 0,

@@ -14,6 +14,7 @@ process.env.AWS_SECRET_ACCESS_KEY ??= "local";
 const VELERO: VeleroConfig = {
   bucket: "velero-status-test",
   prefix: "",
+  failoverBucket: "velero-status-test-failover",
   failoverPrefix: "failover",
   zoneMap: { "us-east-1a": "us-west-2a" },
   allowedWarnings: 0,

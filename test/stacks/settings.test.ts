@@ -67,6 +67,7 @@ describe("settingsFromEnv", () => {
         velero: {
           bucket: "acme-velero",
           prefix: "cbci",
+          failoverBucket: "acme-velero",
           failoverPrefix: "cbci-failover",
           zoneMap: { "us-east-1a": "us-west-2a", "us-east-1b": "us-west-2b" },
           defaultZone: "us-west-2c",
@@ -155,6 +156,12 @@ describe("settingsFromEnv", () => {
       },
       'DR_DEFAULT_ZONE must name zones of the failover region us-west-2, got "eu-west-1a"',
     ],
+    // The failover metadata never lies inside the primary's BackupStorageLocation, nor the other way
+    // round: Velero marks a location whose top level holds anything but its own folders Unavailable.
+    [
+      { ...BASE, DR_VELERO_BUCKET: "acme-velero", DR_ZONE_MAP: "us-east-1a=us-west-2a" },
+      'DR_VELERO_PREFIX is empty, so the primary\'s BackupStorageLocation is the whole of bucket "acme-velero", and the failover metadata (DR_FAILOVER_PREFIX="failover") would be a folder at its top: Velero allows only backups/, restores/, restic/, metadata/, plugins/, kopia/ at the top of a BackupStorageLocation and marks it Unavailable otherwise (from Velero 1.17 an Unavailable location takes no new backups). Set DR_FAILOVER_BUCKET to another bucket',
+    ],
     [
       {
         ...BASE,
@@ -163,7 +170,46 @@ describe("settingsFromEnv", () => {
         DR_VELERO_PREFIX: "v",
         DR_FAILOVER_PREFIX: "v/",
       },
-      'DR_FAILOVER_PREFIX must differ from DR_VELERO_PREFIX ("v")',
+      'DR_VELERO_PREFIX="v" and DR_FAILOVER_PREFIX="v" in the same bucket "acme-velero" must be disjoint',
+    ],
+    [
+      {
+        ...BASE,
+        DR_VELERO_BUCKET: "acme-velero",
+        DR_ZONE_MAP: "us-east-1a=us-west-2a",
+        DR_VELERO_PREFIX: "cbci",
+        DR_FAILOVER_PREFIX: "cbci/failover",
+      },
+      'DR_VELERO_PREFIX="cbci" and DR_FAILOVER_PREFIX="cbci/failover" in the same bucket "acme-velero" must be disjoint',
+    ],
+    [
+      {
+        ...BASE,
+        DR_VELERO_BUCKET: "acme-velero",
+        DR_ZONE_MAP: "us-east-1a=us-west-2a",
+        DR_VELERO_PREFIX: "dr/cbci",
+        DR_FAILOVER_PREFIX: "dr",
+      },
+      'DR_VELERO_PREFIX="dr/cbci" and DR_FAILOVER_PREFIX="dr" in the same bucket "acme-velero" must be disjoint',
+    ],
+    [
+      {
+        ...BASE,
+        DR_VELERO_BUCKET: "acme-velero",
+        DR_ZONE_MAP: "us-east-1a=us-west-2a",
+        DR_VELERO_PREFIX: "cbci",
+        DR_FAILOVER_PREFIX: "/",
+      },
+      "DR_FAILOVER_PREFIX is empty, so the standby's BackupStorageLocation would be the whole of bucket",
+    ],
+    [
+      {
+        ...BASE,
+        DR_VELERO_BUCKET: "acme-velero",
+        DR_FAILOVER_BUCKET: "Acme_Failover",
+        DR_ZONE_MAP: "us-east-1a=us-west-2a",
+      },
+      'DR_FAILOVER_BUCKET is not a valid bucket name: "Acme_Failover"',
     ],
     [
       {
@@ -188,6 +234,31 @@ describe("settingsFromEnv", () => {
     expect(() => settingsFromEnv(env)).toThrow(message);
   });
 
+  it.each([
+    [{ DR_FAILOVER_BUCKET: "acme-velero-dr" }, "acme-velero-dr", "failover"],
+    [{ DR_FAILOVER_BUCKET: "acme-velero-dr", DR_FAILOVER_PREFIX: "/" }, "acme-velero-dr", ""],
+    [{ DR_VELERO_PREFIX: "cbci", DR_FAILOVER_PREFIX: "cbci-failover" }, "acme-velero", "cbci-failover"],
+    [
+      { DR_VELERO_PREFIX: "dr/cbci", DR_FAILOVER_PREFIX: "dr/cbci-failover" },
+      "acme-velero",
+      "dr/cbci-failover",
+    ],
+  ])("accepts the disjoint layout %o (failover metadata in %s under %j)", (layout, bucket, prefix) => {
+    // act
+    const { config } = settingsFromEnv({
+      ...BASE,
+      DR_VELERO_BUCKET: "acme-velero",
+      DR_ZONE_MAP: "us-east-1a=us-west-2a",
+      ...layout,
+    });
+    // assert
+    expect(config.velero).toMatchObject({
+      bucket: "acme-velero",
+      failoverBucket: bucket,
+      failoverPrefix: prefix,
+    });
+  });
+
   it("accepts DR_POLL_SECONDS=0 (the copy poller is off: the stack deploys none)", () => {
     // act
     const { config } = settingsFromEnv({ ...BASE, DR_POLL_SECONDS: "0" });
@@ -203,7 +274,12 @@ describe("settingsFromEnv", () => {
 });
 
 describe("failoverSettingsFromEnv", () => {
-  const VELERO = { ...BASE, DR_VELERO_BUCKET: "acme-velero", DR_ZONE_MAP: "us-east-1a=us-west-2a" };
+  const VELERO = {
+    ...BASE,
+    DR_VELERO_BUCKET: "acme-velero",
+    DR_VELERO_PREFIX: "cbci",
+    DR_ZONE_MAP: "us-east-1a=us-west-2a",
+  };
   const FAILOVER = {
     ...VELERO,
     DR_FAILOVER_CLUSTER_NAME: "standby",

@@ -10,6 +10,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { Stack } from "aws-cdk-lib";
 import { App } from "sst/constructs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { INDEX } from "../../functions/adapters/dynamo-ledger.js";
@@ -20,7 +21,7 @@ import { COPY_EVENT_PATTERNS, SNAPSHOT_EVENT_PATTERNS } from "../../functions/co
 import { startMoto } from "../../local/moto.js";
 import config from "../../sst.config.js";
 import { HANDLERS, sstBuildOptions, sstEsbuild } from "../../stacks/functions.js";
-import { STATUS_INDEX } from "../../stacks/Replication.js";
+import { STATUS_INDEX, veleroBucketPermissions } from "../../stacks/Replication.js";
 import { settingsFromEnv } from "../../stacks/settings.js";
 import { type SynthesizedStack, synthRegion, withSynthLock } from "../../stacks/synth.js";
 import { allStatements, countByType, flat, type Json, policyRoles, type Resource, resources } from "./cfn.js";
@@ -202,6 +203,16 @@ describe("multi-region app", () => {
     [{ ...SETTINGS, DR_ALERT_EMAIL: "not-an-address" }, /DR_ALERT_EMAIL must be an email address/],
     [{ ...SETTINGS, DR_POLL_SECONDS: "31" }, /DR_POLL_SECONDS must be between 0 and 30, got 31/],
     [{ ...SETTINGS, DR_POLL_SECONDS: "x" }, /DR_POLL_SECONDS must be an integer, got "x"/],
+    // the default layout with Velero's bucket: the failover metadata would sit at the top of the
+    // primary's BackupStorageLocation and make it Unavailable
+    [
+      { ...SETTINGS, DR_VELERO_BUCKET: "acme-velero", DR_ZONE_MAP: "us-east-1a=us-west-2a" },
+      /DR_VELERO_PREFIX is empty, so the primary's BackupStorageLocation is the whole of bucket "acme-velero".*Set DR_FAILOVER_BUCKET/,
+    ],
+    [
+      { ...VELERO_SETTINGS, DR_FAILOVER_PREFIX: "cbci/failover" },
+      /DR_VELERO_PREFIX="cbci" and DR_FAILOVER_PREFIX="cbci\/failover" in the same bucket "acme-velero" must be disjoint/,
+    ],
   ])("fails synthesis naming the bad setting (%o)", (env, message) =>
     withSynthLock(async () => {
       // arrange
@@ -990,6 +1001,58 @@ describe("Replication stack with Velero's bucket (DR-ready backups)", () => {
         expect.objectContaining({ FunctionName: `ref:${recoveryPoint}`, MaximumRetryAttempts: 0 }),
       ]),
     );
+  });
+
+  it("outputs where the standby's read-only BackupStorageLocation points", () => {
+    const outputs = t().Outputs as Record<string, { Value: Json }>;
+    expect(outputs.FailoverMetadataLocation?.Value).toBe("s3://acme-velero/cbci-failover");
+  });
+
+  it("with a failover bucket of its own: reads Velero's bucket, writes only the failover bucket's prefix", () => {
+    // arrange
+    const stack = new Stack();
+    // act
+    const statements = veleroBucketPermissions(stack, {
+      bucket: "acme-velero",
+      prefix: "",
+      failoverBucket: "acme-velero-dr",
+      failoverPrefix: "failover",
+      zoneMap: {},
+      allowedWarnings: 0,
+      combinedIds: false,
+    }).map((st) => stack.resolve(st.toStatementJson()) as Record<string, Json>);
+    // assert
+    const arn = (rest: string) => ({
+      "Fn::Join": ["", ["arn:", { Ref: "AWS::Partition" }, `:s3:::${rest}`]],
+    });
+    expect(statements).toEqual([
+      {
+        Sid: "VeleroBackupsRead",
+        Effect: "Allow",
+        Action: "s3:GetObject",
+        Resource: arn("acme-velero/backups/*"),
+      },
+      {
+        Sid: "VeleroBackupsList",
+        Effect: "Allow",
+        Action: "s3:ListBucket",
+        Resource: arn("acme-velero"),
+        Condition: { StringLike: { "s3:prefix": ["backups/*"] } },
+      },
+      {
+        Sid: "FailoverMetadataList",
+        Effect: "Allow",
+        Action: "s3:ListBucket",
+        Resource: arn("acme-velero-dr"),
+        Condition: { StringLike: { "s3:prefix": ["failover/backups/*"] } },
+      },
+      {
+        Sid: "FailoverMetadataWrite",
+        Effect: "Allow",
+        Action: ["s3:PutObject", "s3:DeleteObject"],
+        Resource: arn("acme-velero-dr/failover/backups/*"),
+      },
+    ]);
   });
 
   it("scopes S3 to the bucket's backups (read, list by prefix) and the failover prefix (write, delete)", () => {

@@ -304,6 +304,50 @@ describe("loadConfig: tag filters", () => {
   });
 });
 
+describe("loadConfig: the failover metadata's layout (checked at cold start too)", () => {
+  const env = {
+    LEDGER_TABLE: "t",
+    SOURCE_REGIONS: "us-east-1",
+    FAILOVER_REGION: "us-west-2",
+    VELERO_BUCKET: "acme-velero",
+    ZONE_MAP: "us-east-1a=us-west-2a",
+  };
+
+  it.each([
+    [
+      {},
+      /^VELERO_PREFIX is empty, so the primary's BackupStorageLocation is the whole of bucket "acme-velero".*Set FAILOVER_BUCKET to another bucket/,
+    ],
+    [
+      { VELERO_PREFIX: "cbci", FAILOVER_PREFIX: "cbci/dr" },
+      /VELERO_PREFIX="cbci" and FAILOVER_PREFIX="cbci\/dr" .* must be disjoint/,
+    ],
+    [
+      { VELERO_PREFIX: "cbci", FAILOVER_PREFIX: "/", FAILOVER_BUCKET: "acme-velero" },
+      /^FAILOVER_PREFIX is empty, so the standby's BackupStorageLocation would be the whole of bucket "acme-velero"/,
+    ],
+    [{ FAILOVER_BUCKET: "acme-velero" }, /^VELERO_PREFIX is empty/],
+  ])("refuses %o, naming the functions' variables", (layout, message) => {
+    expect(() => loadConfig({ ...env, ...layout })).toThrow(message);
+  });
+
+  it("takes another bucket for the failover metadata, and names it in the functions' environment", () => {
+    // act
+    const config = loadConfig({ ...env, FAILOVER_BUCKET: "acme-velero-dr" });
+    // assert
+    expect(config.velero).toMatchObject({
+      bucket: "acme-velero",
+      prefix: "",
+      failoverBucket: "acme-velero-dr",
+    });
+    expect(configToEnv(config)).toMatchObject({
+      FAILOVER_BUCKET: "acme-velero-dr",
+      FAILOVER_PREFIX: "failover",
+    });
+    expect(loadConfig(configToEnv(config))).toEqual(config);
+  });
+});
+
 describe("configToEnv", () => {
   it("round-trips a full configuration through loadConfig", () => {
     // arrange
@@ -324,6 +368,7 @@ describe("configToEnv", () => {
       velero: {
         bucket: "velero-backups-dr",
         prefix: "cluster-a",
+        failoverBucket: "velero-backups-dr",
         failoverPrefix: "failover",
         zoneMap: { "us-east-1a": "us-west-2a", "us-east-1b": "us-west-2b" },
         defaultZone: "us-west-2c",

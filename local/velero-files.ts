@@ -1,12 +1,16 @@
 /**
- * The files of a Velero 1.14 backup directory (`backups/<name>/` in its bucket), built the way Velero
+ * The files of a Velero 1.15+ backup directory (`backups/<name>/` in its bucket), built the way Velero
  * builds them, for any backup of EBS-backed PersistentVolumes. Pure functions: no I/O, no clock, no
  * randomness (the same options give the same bytes).
  *
  * - velero-backup.json: the Backup as Velero's pretty JSON encoder writes it (kind first);
- * - `<name>-volumesnapshots.json.gz`: pkg/volume/snapshot.go's struct order, with the capitalised
- *   `PersistentVolumeName` key its malformed struct tag produces; `json.Encoder` output (newline) gzipped;
- * - `<name>-volumeinfo.json.gz`: internal/volume/volumes_information.go's BackupVolumeInfo;
+ * - `<name>-volumesnapshots.json.gz`: the native snapshots' records in pkg/volume/snapshot.go's struct
+ *   order (internal/volume/native_snapshot.go from 1.14), with the `persistentVolumeName` key Velero
+ *   1.11 and later write (`pvNameKey: "PersistentVolumeName"` gives 1.10 and older's spelling, from
+ *   a malformed struct tag); `json.Encoder` output (newline) gzipped;
+ * - `<name>-volumeinfo.json.gz`: internal/volume/volumes_information.go's BackupVolumeInfo (1.15+:
+ *   with `result`), one entry per volume: a native snapshot, a CSI snapshot, a file-system backup
+ *   (PodVolumeBackup) or the data mover's upload, as each PV's `method` says;
  * - `<name>.tar.gz`: Go archive/tar USTAR entries (mode 0755, names over 100 bytes split into the
  *   prefix field), every item under its group dir and again under `v1-preferredversion`, items as
  *   json.Marshal of unstructured content (keys sorted);
@@ -22,7 +26,14 @@
 import { createHash } from "node:crypto";
 import { gzipSync } from "node:zlib";
 
-/** One PersistentVolume of the backup, and its native (EBS) snapshot. */
+/**
+ * How Velero backed a volume up: a native snapshot (velero-plugin-for-aws), a CSI snapshot (the
+ * EBS CSI driver's, through a VolumeSnapshot), a file-system backup (PodVolumeBackup, kopia) or the
+ * data mover (a CSI snapshot whose data a DataUpload moved into the backup repository).
+ */
+export type VeleroVolumeMethod = "native" | "csi" | "fs-backup" | "data-mover";
+
+/** One PersistentVolume of the backup, and how Velero backed it up (default: a native EBS snapshot). */
 export interface VeleroPv {
   /** The PV's name (`pvc-<uid of the claim>` when dynamically provisioned). */
   name: string;
@@ -31,8 +42,13 @@ export interface VeleroPv {
   /** Availability zone of the volume. */
   zone: string;
   volumeId: string;
-  /** The EBS snapshot Velero took of it. */
+  /**
+   * native and csi: the EBS snapshot taken of it; fs-backup and data-mover: the snapshot's id in
+   * Velero's backup repository (kopia's, 32 hex digits).
+   */
   sourceSnapshotId: string;
+  /** Default "native". */
+  method?: VeleroVolumeMethod;
   /** EBS CSI driver (`spec.csi`) or in-tree (`spec.awsElasticBlockStore`). */
   kind: "csi" | "in-tree";
   volumeType: string;
@@ -95,11 +111,22 @@ export function goDuration(seconds: number): string {
   return `${rest}s`;
 }
 
-/** A stable UID for a backup without one: a UUID-shaped hash of its name. */
-export function backupUid(name: string): string {
-  const h = createHash("sha256").update(`velero.io/v1/Backup/${name}`).digest("hex");
+const sha256 = (seed: string) => createHash("sha256").update(seed).digest("hex");
+
+/** A UUID-shaped hash of `seed`: stable UIDs for objects the options do not name. */
+function uuidOf(seed: string): string {
+  const h = sha256(seed);
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
+
+/** A stable UID for a backup without one: a UUID-shaped hash of its name. */
+export const backupUid = (name: string): string => uuidOf(`velero.io/v1/Backup/${name}`);
+
+/** A stable id for a volume's snapshot in Velero's backup repository (kopia's: 32 hex digits). */
+export const repositorySnapshotId = (backup: string, pv: string): string =>
+  sha256(`kopia/${backup}/${pv}`).slice(0, 32);
+
+export const methodOf = (p: Pick<VeleroPv, "method">): VeleroVolumeMethod => p.method ?? "native";
 
 // ---------------------------------------------------------------------------------------------
 // The tarball's items
@@ -350,12 +377,16 @@ export interface BackupJsonOptions {
   /** BackupStorageLocation / VolumeSnapshotLocation names. Default "default". */
   storageLocation?: string;
   volumeSnapshotLocation?: string;
-  /** The PVs; `volumeSnapshotsAttempted` and the item count default from them. */
+  /** The PVs; the snapshot and operation counts and the item count default from them. */
   pvs?: readonly VeleroPv[];
-  /** Default the number of PVs. */
+  /** Default the number of PVs with a native snapshot. */
   volumeSnapshotsAttempted?: number;
   /** Default the attempted count once the phase is Completed or PartiallyFailed; omitted before. */
   volumeSnapshotsCompleted?: number;
+  /** Default the number of PVs with a CSI snapshot (the data mover's are not counted). */
+  csiVolumeSnapshotsAttempted?: number;
+  /** Default the CSI attempted count once the phase is Completed or PartiallyFailed; omitted before. */
+  csiVolumeSnapshotsCompleted?: number;
   /** `status.progress`; default the number of items in the tarball. */
   totalItems?: number;
 }
@@ -392,23 +423,39 @@ export interface VeleroBackupObject {
     phase: string;
     startTimestamp: string;
     completionTimestamp?: string;
-    volumeSnapshotsAttempted: number;
+    volumeSnapshotsAttempted?: number;
     volumeSnapshotsCompleted?: number;
     warnings?: number;
     errors?: number;
     progress: { totalItems: number; itemsBackedUp: number };
+    csiVolumeSnapshotsAttempted?: number;
+    csiVolumeSnapshotsCompleted?: number;
+    backupItemOperationsAttempted?: number;
+    backupItemOperationsCompleted?: number;
   };
 }
 
 const FINISHED = new Set(["Completed", "PartiallyFailed"]);
 
-/** `velero-backup.json`: the velero.io/v1 Backup, fields in the Go structs' order. */
+/**
+ * `velero-backup.json`: the velero.io/v1 Backup, fields in the Go structs' order, zero counts left
+ * out (`omitempty`). Native snapshots count in `volumeSnapshots*`, CSI snapshots in
+ * `csiVolumeSnapshots*` (the data mover's not: Velero keeps no VolumeSnapshot of them), and each
+ * CSI snapshot and data-mover upload is an asynchronous item operation.
+ */
 export function backupJson(o: BackupJsonOptions): VeleroBackupObject {
   const namespace = o.namespace ?? DEFAULT_NAMESPACE;
   const ttl = o.ttlMinutes ?? 60;
   const location = o.storageLocation ?? "default";
-  const attempted = o.volumeSnapshotsAttempted ?? o.pvs?.length ?? 0;
-  const completed = o.volumeSnapshotsCompleted ?? (FINISHED.has(o.phase) ? attempted : undefined);
+  const finished = FINISHED.has(o.phase);
+  const by = (m: VeleroVolumeMethod) => (o.pvs ?? []).filter((p) => methodOf(p) === m).length;
+  const attempted = o.volumeSnapshotsAttempted ?? by("native");
+  const completed = o.volumeSnapshotsCompleted ?? (finished ? attempted : undefined);
+  const csiAttempted = o.csiVolumeSnapshotsAttempted ?? by("csi");
+  const csiCompleted = o.csiVolumeSnapshotsCompleted ?? (finished ? csiAttempted : undefined);
+  const operations = by("csi") + by("data-mover");
+  const count = <K extends string>(key: K, n: number | undefined) =>
+    (n ? { [key]: n } : {}) as Partial<Record<K, number>>;
   const items = o.totalItems ?? OTHER_ITEMS + 2 * (o.pvs?.length ?? attempted);
   const start = rfc3339(o.start);
   return {
@@ -451,11 +498,15 @@ export function backupJson(o: BackupJsonOptions): VeleroBackupObject {
       phase: o.phase,
       startTimestamp: start,
       ...(o.completion !== undefined ? { completionTimestamp: rfc3339(o.completion) } : {}),
-      volumeSnapshotsAttempted: attempted,
-      ...(completed !== undefined ? { volumeSnapshotsCompleted: completed } : {}),
+      ...count("volumeSnapshotsAttempted", attempted),
+      ...count("volumeSnapshotsCompleted", completed),
       ...(o.warnings !== undefined ? { warnings: o.warnings } : {}),
       ...(o.errors !== undefined ? { errors: o.errors } : {}),
       progress: { totalItems: items, itemsBackedUp: items },
+      ...count("csiVolumeSnapshotsAttempted", csiAttempted),
+      ...count("csiVolumeSnapshotsCompleted", csiCompleted),
+      ...count("backupItemOperationsAttempted", operations),
+      ...count("backupItemOperationsCompleted", finished ? operations : 0),
     },
   };
 }
@@ -467,67 +518,200 @@ export const backupJsonBytes = (backup: VeleroBackupObject): Buffer =>
 // ---------------------------------------------------------------------------------------------
 // The snapshot list and volumeinfo
 
+/**
+ * The key of a record's PV name: `persistentVolumeName` in Velero 1.11 and later; 1.10 and older
+ * wrote `PersistentVolumeName` (the struct tag was malformed, so Go used the field's name). Go
+ * decodes keys case-insensitively, so every version reads either.
+ */
+export type PvNameKey = "persistentVolumeName" | "PersistentVolumeName";
+
 export interface VolumeSnapshotRecord {
   spec: {
     backupName: string;
     backupUID: string;
     location: string;
-    /** Sic: Velero's malformed struct tag makes Go write the field name (see functions/core/velero.ts). */
-    PersistentVolumeName: string;
-    providerVolumeID: string;
-    volumeType: string;
-    volumeAZ: string;
-    volumeIOPS: number;
-  };
+  } & Partial<Record<PvNameKey, string>> & {
+      providerVolumeID: string;
+      volumeType: string;
+      volumeAZ: string;
+      volumeIOPS: number;
+    };
   status: { providerSnapshotID: string; phase: string };
 }
 
-/** The backup a record belongs to: its name, or name, UID (default backupUid) and VolumeSnapshotLocation. */
-export type BackupRef = string | { name: string; uid?: string; location?: string };
+/**
+ * The backup a record belongs to: its name, or name, UID (default backupUid), VolumeSnapshotLocation
+ * and the PV name key (default Velero 1.11+'s `persistentVolumeName`).
+ */
+export type BackupRef = string | { name: string; uid?: string; location?: string; pvNameKey?: PvNameKey };
 
-/** `<name>-volumesnapshots.json.gz` records, in pkg/volume/snapshot.go's field order and key spelling. */
+/**
+ * `<name>-volumesnapshots.json.gz` records of the PVs with a native snapshot (the others have none),
+ * in pkg/volume/snapshot.go's field order.
+ */
 export function volumeSnapshotRecords(backup: BackupRef, pvs: readonly VeleroPv[]): VolumeSnapshotRecord[] {
   const ref = typeof backup === "string" ? { name: backup } : backup;
   const uid = ref.uid ?? backupUid(ref.name);
-  return pvs.map((p) => ({
-    spec: {
-      backupName: ref.name,
-      backupUID: uid,
-      location: ref.location ?? "default",
-      PersistentVolumeName: p.name,
-      providerVolumeID: p.volumeId,
-      volumeType: p.volumeType,
-      volumeAZ: p.zone,
-      volumeIOPS: p.iops,
-    },
-    status: { providerSnapshotID: p.sourceSnapshotId, phase: "Completed" },
-  }));
+  const key = ref.pvNameKey ?? "persistentVolumeName";
+  return pvs
+    .filter((p) => methodOf(p) === "native")
+    .map((p) => ({
+      spec: {
+        backupName: ref.name,
+        backupUID: uid,
+        location: ref.location ?? "default",
+        [key]: p.name,
+        providerVolumeID: p.volumeId,
+        volumeType: p.volumeType,
+        volumeAZ: p.zone,
+        volumeIOPS: p.iops,
+      },
+      status: { providerSnapshotID: p.sourceSnapshotId, phase: "Completed" },
+    }));
 }
 
-/** `<name>-volumeinfo.json.gz` entries for native snapshots (BackupVolumeInfo's field order). */
-export function volumeInfos(pvs: readonly VeleroPv[], region: string, namespace = DEFAULT_NAMESPACE) {
-  return pvs.map((p) => ({
-    pvcName: p.claim,
-    pvcNamespace: namespace,
-    pvName: p.name,
-    backupMethod: "NativeSnapshot",
-    snapshotDataMoved: false,
-    preserveLocalSnapshot: false,
-    skipped: false,
-    result: "succeeded",
-    nativeSnapshotInfo: {
-      snapshotHandle: p.sourceSnapshotId,
-      volumeType: p.volumeType,
-      volumeAZ: p.zone,
-      iops: String(p.iops),
-      Phase: "Completed",
-    },
-    pvInfo: {
+/** A Kubernetes quantity ("50Gi") in bytes, as Velero records sizes. */
+export function bytesOf(size: string): number {
+  const m = /^(\d+)(Ki|Mi|Gi|Ti)?$/.exec(size);
+  if (!m) throw new Error(`not a quantity: ${size}`);
+  const unit: Record<string, number> = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40 };
+  return Number(m[1]) * (unit[m[2] ?? ""] ?? 1);
+}
+
+/** What volumeinfo says of the backup besides its PVs (all optional: times and ids left out without them). */
+export interface VolumeInfoContext {
+  /** The backup's UID (the data mover's operation id). Default backupUid(name) when `name` is given. */
+  name?: string;
+  uid?: string;
+  /** The backup's start and completion (the volumes' start and completion times). */
+  start?: Time;
+  completion?: Time;
+}
+
+/** The VolumeSnapshot Velero's CSI support creates for a claim (`velero-<claim>-` plus 5 characters). */
+export const volumeSnapshotName = (p: Pick<VeleroPv, "name" | "claim">) =>
+  `velero-${p.claim}-${sha256(`vs/${p.name}`).slice(0, 5)}`;
+
+/** The VolumeSnapshotContent bound to it (`snapcontent-<VolumeSnapshot UID>`). */
+export const volumeSnapshotContentName = (p: Pick<VeleroPv, "name" | "claim">) =>
+  `snapcontent-${uuidOf(`vs/${volumeSnapshotName(p)}`)}`;
+
+/** The pod that mounts a CloudBees CI claim: StatefulSet `mc-1`'s claim `jenkins-home-mc-1-0` is pod `mc-1-0`'s. */
+const podOf = (claim: string) => (claim.startsWith("jenkins-home-") ? claim.slice(13) : `${claim}-pod`);
+
+/**
+ * `<name>-volumeinfo.json.gz` entries, one per PV, as internal/volume/volumes_information.go's
+ * BackupVolumeInfo of Velero 1.15 and later (1.13 and 1.14 wrote no `result`, `Phase` or
+ * `ReadyToUse`), in its field order, by each PV's method:
+ * - native: `nativeSnapshotInfo` (the EBS snapshot, type, zone, IOPS as a string);
+ * - csi: `csiSnapshotInfo` with the EBS snapshot as `snapshotHandle` (the VolumeSnapshotContent's
+ *   status), the EBS CSI driver, the VolumeSnapshotContent and the VolumeSnapshot's operation;
+ * - fs-backup (PodVolumeBackup): `pvbInfo`, kopia's snapshot and the pod that mounts the claim;
+ * - data-mover: CSISnapshot with `snapshotDataMoved`, `csiSnapshotInfo` all "unknown" and
+ *   `snapshotDataMovementInfo` (kopia's snapshot, the DataUpload's operation), as the finalizer
+ *   leaves it.
+ */
+export function volumeInfos(
+  pvs: readonly VeleroPv[],
+  region: string,
+  namespace = DEFAULT_NAMESPACE,
+  backup: VolumeInfoContext = {},
+) {
+  const uid = backup.uid ?? (backup.name ? backupUid(backup.name) : "");
+  const times = {
+    ...(backup.start !== undefined ? { startTimestamp: rfc3339(backup.start) } : {}),
+    ...(backup.completion !== undefined ? { completionTimestamp: rfc3339(backup.completion) } : {}),
+  };
+  return pvs.map((p) => {
+    const method = methodOf(p);
+    const head = (backupMethod: string, moved: boolean, preserve: boolean) => ({
+      pvcName: p.claim,
+      pvcNamespace: namespace,
+      pvName: p.name,
+      backupMethod,
+      snapshotDataMoved: moved,
+      preserveLocalSnapshot: preserve,
+      skipped: false,
+    });
+    const pvInfo = {
       reclaimPolicy: "Delete",
       labels: (persistentVolume(p, region, namespace) as { metadata: { labels: Record<string, string> } })
         .metadata.labels,
-    },
-  }));
+    };
+    switch (method) {
+      case "native":
+        return {
+          ...head("NativeSnapshot", false, false),
+          result: "succeeded",
+          nativeSnapshotInfo: {
+            snapshotHandle: p.sourceSnapshotId,
+            volumeType: p.volumeType,
+            volumeAZ: p.zone,
+            iops: String(p.iops),
+            Phase: "Completed",
+          },
+          pvInfo,
+        };
+      case "csi":
+        return {
+          ...head("CSISnapshot", false, true),
+          ...times,
+          result: "succeeded",
+          csiSnapshotInfo: {
+            snapshotHandle: p.sourceSnapshotId,
+            size: bytesOf(p.size),
+            driver: "ebs.csi.aws.com",
+            vscName: volumeSnapshotContentName(p),
+            ...(backup.start !== undefined
+              ? { operationID: `${namespace}/${volumeSnapshotName(p)}/${rfc3339(backup.start)}` }
+              : {}),
+            ReadyToUse: true,
+          },
+          pvInfo,
+        };
+      case "fs-backup":
+        return {
+          ...head("PodVolumeBackup", false, false),
+          ...times,
+          result: "succeeded",
+          pvbInfo: {
+            snapshotHandle: p.sourceSnapshotId,
+            size: bytesOf(p.size),
+            uploaderType: "kopia",
+            volumeName: "jenkins-home",
+            podName: podOf(p.claim),
+            podNamespace: namespace,
+            nodeName: "ip-10-0-1-23.ec2.internal",
+            Phase: "Completed",
+          },
+          pvInfo,
+        };
+      default: // "data-mover"
+        return {
+          ...head("CSISnapshot", true, false),
+          ...times,
+          result: "succeeded",
+          csiSnapshotInfo: {
+            snapshotHandle: "unknown",
+            size: 0,
+            driver: "ebs.csi.aws.com",
+            vscName: "unknown",
+            operationID: "unknown",
+            ReadyToUse: null,
+          },
+          snapshotDataMovementInfo: {
+            dataMover: "velero",
+            uploaderType: "kopia",
+            retainedSnapshot: volumeSnapshotName(p),
+            snapshotHandle: p.sourceSnapshotId,
+            operationID: `du-${uid}.${p.name.slice(4)}`,
+            size: bytesOf(p.size),
+            Phase: "Completed",
+          },
+          pvInfo,
+        };
+    }
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -537,6 +721,8 @@ export interface BackupOptions extends BackupJsonOptions {
   /** The source region (the PVs' region labels and terms). */
   region: string;
   pvs: readonly VeleroPv[];
+  /** The snapshot list's PV name key: default Velero 1.11+'s `persistentVolumeName` (see PvNameKey). */
+  pvNameKey?: PvNameKey;
   /** The tar entries' modification time. Default `start`. */
   archivedAt?: Time;
 }
@@ -575,11 +761,19 @@ export function backupFiles(o: BackupOptions): Record<string, Buffer> {
           name,
           ...(o.uid !== undefined ? { uid: o.uid } : {}),
           ...(o.volumeSnapshotLocation !== undefined ? { location: o.volumeSnapshotLocation } : {}),
+          ...(o.pvNameKey !== undefined ? { pvNameKey: o.pvNameKey } : {}),
         },
         o.pvs,
       ),
     ),
-    [`${name}-volumeinfo.json.gz`]: gzipJson(volumeInfos(o.pvs, o.region, namespace)),
+    [`${name}-volumeinfo.json.gz`]: gzipJson(
+      volumeInfos(o.pvs, o.region, namespace, {
+        name,
+        ...(o.uid !== undefined ? { uid: o.uid } : {}),
+        start: o.start,
+        ...(o.completion !== undefined ? { completion: o.completion } : {}),
+      }),
+    ),
     [`${name}-logs.gz`]: gzipSync(backupLog(o)),
     [`${name}-resource-list.json.gz`]: gzipJson(resourceList(namespace, o.pvs)),
     [`${name}-results.gz`]: gzipJson(results(o.errors, o.warnings)),

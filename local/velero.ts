@@ -8,9 +8,12 @@ import {
   backupJsonBytes,
   DEFAULT_NAMESPACE,
   gzipJson,
+  methodOf,
   volumeSnapshotRecords as records,
+  repositorySnapshotId,
   type VeleroBackupObject,
   type VeleroPv,
+  type VeleroVolumeMethod,
   type VolumeSnapshotRecord,
 } from "./velero-files.js";
 
@@ -32,7 +35,10 @@ export interface VeleroBackupOptions {
   ttlMinutes?: number;
   errors?: number;
   warnings?: number;
+  /** Native snapshots (`status.volumeSnapshotsAttempted`, and Completed once finished). */
   snapshots: number;
+  /** CSI snapshots (`status.csiVolumeSnapshotsAttempted`, and Completed once finished). Default 0. */
+  csiSnapshots?: number;
 }
 
 /** What the simulated primary's snapshots do not say about their volumes. */
@@ -53,6 +59,19 @@ export interface SnapshotVolumeOptions {
    * of SimulatedPrimary's i-th controller, right when the backup covers all of them.
    */
   controllers?: readonly Pick<Controller, "pvName" | "tags">[];
+  /**
+   * How Velero backed up each snapshot's volume, by the snapshot's index (default "native"): a
+   * "csi" snapshot is the EBS CSI driver's, taken through a VolumeSnapshot, so it has no record in
+   * the snapshot list; volumeinfo and the status's CSI counts name it.
+   */
+  methods?: readonly ("native" | "csi")[];
+}
+
+/** A volume Velero backed up into its backup repository, with no EBS snapshot. */
+export interface RepositoryVolume {
+  controller: Pick<Controller, "pvName" | "volumeId" | "tags">;
+  /** File-system backup (PodVolumeBackup) or the data mover (a DataUpload of a CSI snapshot). */
+  method: Extract<VeleroVolumeMethod, "fs-backup" | "data-mover">;
 }
 
 const PVC_TAG = "kubernetes.io/created-for/pvc/name";
@@ -73,6 +92,28 @@ export function snapshotVolumes(
     zone: az,
     volumeId: s.volumeId,
     sourceSnapshotId: s.snapshotId,
+    ...(o.methods?.[i] === "csi" ? { method: "csi" as const } : {}),
+    kind: o.kind ?? "csi",
+    volumeType: o.volumeType ?? "gp3",
+    iops: o.iops ?? 3000,
+    size: o.size ?? "50Gi",
+  }));
+}
+
+/** The PVs of volumes backed up into the repository (no EBS snapshot), all in zone `az`. */
+export function repositoryVolumes(
+  backup: string,
+  volumes: readonly RepositoryVolume[],
+  az: string,
+  o: Omit<SnapshotVolumeOptions, "controllers" | "methods"> = {},
+): VeleroPv[] {
+  return volumes.map(({ controller: c, method }, i) => ({
+    name: c.pvName,
+    claim: c.tags[PVC_TAG] ?? `jenkins-home-fs-${i + 1}-0`,
+    zone: az,
+    volumeId: c.volumeId,
+    sourceSnapshotId: repositorySnapshotId(backup, c.pvName),
+    method,
     kind: o.kind ?? "csi",
     volumeType: o.volumeType ?? "gp3",
     iops: o.iops ?? 3000,
@@ -93,6 +134,7 @@ function backupOptions(o: VeleroBackupOptions): BackupJsonOptions {
     ...(o.errors ? { errors: o.errors } : {}),
     ...(o.warnings ? { warnings: o.warnings } : {}),
     volumeSnapshotsAttempted: o.snapshots,
+    csiVolumeSnapshotsAttempted: o.csiSnapshots ?? 0,
   };
 }
 
@@ -103,7 +145,8 @@ export function veleroBackupJson(o: VeleroBackupOptions): VeleroBackupObject {
 
 /**
  * `<name>-volumesnapshots.json.gz` records, as velero-plugin-for-aws's snapshots are recorded (with
- * Velero's `PersistentVolumeName` key spelling, which functions/core/velero.ts reads).
+ * Velero 1.11+'s `persistentVolumeName` key; local/velero-files.ts writes 1.10's spelling on request).
+ * Only native snapshots have one (`o.methods`).
  */
 export function volumeSnapshotRecords(
   backup: string,
@@ -150,14 +193,25 @@ export class SimulatedVelero {
   /**
    * A whole backup, in Velero's write order: velero-backup.json (InProgress), every other file of
    * the backup directory (tarball, snapshot list, volumeinfo, logs, results, ...), then
-   * velero-backup.json with the final phase (default Completed, 90 s after the start).
+   * velero-backup.json with the final phase (default Completed, 90 s after the start). Each
+   * snapshot's volume is a native snapshot unless `methods` makes it a CSI one; `repository` adds
+   * volumes backed up by file-system backup or the data mover (no snapshot). The status counts
+   * follow from them.
    */
   async writeBackup(
-    o: Omit<VeleroBackupOptions, "phase" | "snapshots"> & { phase?: string } & SnapshotVolumeOptions,
+    o: Omit<VeleroBackupOptions, "phase" | "snapshots" | "csiSnapshots"> & {
+      phase?: string;
+      repository?: readonly RepositoryVolume[];
+    } & SnapshotVolumeOptions,
     snapshots: readonly TakenSnapshot[],
     az: string,
   ): Promise<void> {
-    const base = { ...o, snapshots: snapshots.length };
+    const pvs = [
+      ...snapshotVolumes(snapshots, az, o),
+      ...repositoryVolumes(o.name, o.repository ?? [], az, o),
+    ];
+    const count = (m: VeleroVolumeMethod) => pvs.filter((p) => methodOf(p) === m).length;
+    const base = { ...o, snapshots: count("native"), csiSnapshots: count("csi") };
     const final = {
       ...base,
       phase: o.phase ?? "Completed",
@@ -166,7 +220,7 @@ export class SimulatedVelero {
     const { "velero-backup.json": _, ...rest } = backupFiles({
       ...backupOptions(final),
       region: o.region ?? regionOf(az),
-      pvs: snapshotVolumes(snapshots, az, o),
+      pvs,
     });
     await this.putJson(o.name, { ...base, phase: "InProgress" });
     for (const [file, body] of Object.entries(rest)) await this.put(o.name, file, body);

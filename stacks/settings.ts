@@ -37,6 +37,8 @@ export const SETTINGS = {
   zoneMap: "DR_ZONE_MAP",
   defaultZone: "DR_DEFAULT_ZONE",
   allowedWarnings: "DR_ALLOWED_WARNINGS",
+  // true: you replicate Velero's backup repository (file-system backup, data mover) yourself
+  backupRepositoryReplicated: "DR_BACKUP_REPOSITORY_REPLICATED",
   combinedIds: "DR_COMBINED_SNAPSHOT_IDS",
 } as const satisfies Partial<Record<keyof typeof ENV, string>>;
 

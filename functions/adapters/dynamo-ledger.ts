@@ -843,7 +843,11 @@ export class DynamoLedger implements Ledger, BackupLedger {
       "completionTimestamp",
       "expiration",
       "volumeSnapshotsAttempted",
+      "volumeSnapshotsCompleted",
+      "csiVolumeSnapshotsAttempted",
+      "csiVolumeSnapshotsCompleted",
       "expected",
+      "volumes",
     ];
     for (const k of optional) {
       if (b[k] === undefined) continue;
@@ -975,9 +979,17 @@ function backupFromItem(item: Item): StoredBackup {
     "retiredAt",
   ] as const;
   for (const k of strings) if (typeof item[k] === "string") (b as unknown as Item)[k] = item[k];
-  for (const k of ["volumeSnapshotsAttempted", "copied", "expectedCount"] as const) {
+  for (const k of [
+    "volumeSnapshotsAttempted",
+    "volumeSnapshotsCompleted",
+    "csiVolumeSnapshotsAttempted",
+    "csiVolumeSnapshotsCompleted",
+    "copied",
+    "expectedCount",
+  ] as const) {
     if (typeof item[k] === "number") (b as unknown as Item)[k] = item[k];
   }
   if (Array.isArray(item.expected)) b.expected = item.expected as StoredBackup["expected"];
+  if (Array.isArray(item.volumes)) b.volumes = item.volumes as StoredBackup["volumes"];
   return b;
 }

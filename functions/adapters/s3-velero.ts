@@ -53,6 +53,9 @@ export class S3VeleroBucket implements VeleroBucket {
     };
     const snaps = await this.get(`${dir}${name}-volumesnapshots.json.gz`);
     if (snaps) files.volumeSnapshots = JSON.parse(gunzipSync(snaps.body).toString("utf8"));
+    // Velero 1.13+: every volume and how it was backed up (CSI, file-system, data mover, native).
+    const info = await this.get(`${dir}${name}-volumeinfo.json.gz`);
+    if (info) files.volumeInfo = JSON.parse(gunzipSync(info.body).toString("utf8"));
     return files;
   }
 

@@ -24,7 +24,10 @@ export function withRegistry(rt: Runtime, options: { s3?: S3Client; codec?: Vele
       log: rt.logger,
       onReady: (ready) => publishReady(rt.metrics, ready),
     },
-    { allowedWarnings: velero.allowedWarnings },
+    {
+      allowedWarnings: velero.allowedWarnings,
+      backupRepositoryReplicated: velero.backupRepositoryReplicated ?? false,
+    },
   );
   return rt;
 }

@@ -1,7 +1,51 @@
-import type { BackupState, ExpectedSnapshot } from "../core/backup.js";
+import type { BackupState, BackupVolume, ExpectedSnapshot, VolumeMethod } from "../core/backup.js";
 import type { ReplicationConfig } from "../core/config.js";
 import type { VeleroCodec } from "../core/registry.js";
-import { parseVeleroBackup, parseVolumeSnapshots, rewriteBackupFileSet } from "../core/velero.js";
+import {
+  parseVeleroBackup,
+  parseVolumeInfo,
+  parseVolumeSnapshots,
+  rewriteBackupFileSet,
+  type VolumeInfoEntry,
+} from "../core/velero.js";
+
+/** How Velero backed the volume up (internal/volume/volumes_information.go's methods). */
+function methodOf(e: VolumeInfoEntry): VolumeMethod {
+  if (e.skipped) return "skipped";
+  switch (e.backupMethod) {
+    case "NativeSnapshot":
+      return "native";
+    case "CSISnapshot":
+      return e.snapshotDataMoved ? "data-mover" : "csi";
+    case "PodVolumeBackup":
+      return "fs-backup";
+    default:
+      return "unknown";
+  }
+}
+
+/** What the verdict needs of one volumeinfo entry. */
+export function backupVolume(e: VolumeInfoEntry): BackupVolume {
+  const method = methodOf(e);
+  const v: BackupVolume = { method };
+  const pvb = e.podVolumeBackup;
+  if (e.pvName) v.pvName = e.pvName;
+  else if (pvb?.podName) v.podVolume = `${pvb.podNamespace ?? ""}/${pvb.podName}/${pvb.volumeName ?? ""}`;
+  const handle = {
+    native: e.nativeSnapshot?.snapshotHandle,
+    csi: e.csiSnapshot?.snapshotHandle,
+    "data-mover": e.dataMovement?.snapshotHandle,
+    "fs-backup": pvb?.snapshotHandle,
+    skipped: undefined,
+    unknown: undefined,
+  }[method];
+  if (handle) v.snapshotHandle = handle;
+  if (method === "csi" && e.csiSnapshot?.driver) v.driver = e.csiSnapshot.driver;
+  if (e.result === "failed") v.failed = true;
+  if (method === "skipped" && e.skippedReason) v.detail = e.skippedReason;
+  if (method === "unknown") v.detail = e.backupMethod ?? "";
+  return v;
+}
 
 /**
  * Velero's file formats, for the registry: what a backup's files say (functions/core/velero.ts
@@ -20,6 +64,9 @@ export function veleroCodec(config: ReplicationConfig): VeleroCodec {
       if (b.completionTimestamp) state.completionTimestamp = b.completionTimestamp;
       if (b.expiration) state.expiration = b.expiration;
       state.volumeSnapshotsAttempted = b.volumeSnapshotsAttempted;
+      state.volumeSnapshotsCompleted = b.volumeSnapshotsCompleted;
+      state.csiVolumeSnapshotsAttempted = b.csiVolumeSnapshotsAttempted;
+      state.csiVolumeSnapshotsCompleted = b.csiVolumeSnapshotsCompleted;
       if (files.volumeSnapshots !== undefined) {
         state.expected = parseVolumeSnapshots(files.volumeSnapshots).flatMap((r): ExpectedSnapshot[] => {
           if (!r.providerSnapshotID) return [];
@@ -31,6 +78,15 @@ export function veleroCodec(config: ReplicationConfig): VeleroCodec {
           if (r.volumeAZ) e.volumeAZ = r.volumeAZ;
           return [e];
         });
+      }
+      if (files.volumeInfo !== undefined) {
+        // The native snapshots of the list are judged by `expected`; only the rest is kept.
+        const inList = new Set((state.expected ?? []).map((e) => e.sourceSnapshotId));
+        state.volumes = parseVolumeInfo(files.volumeInfo)
+          .map(backupVolume)
+          .filter(
+            (v) => !(v.method === "native" && !v.failed && v.snapshotHandle && inList.has(v.snapshotHandle)),
+          );
       }
       return state;
     },

@@ -13,6 +13,40 @@ export interface ExpectedSnapshot {
   volumeAZ?: string;
 }
 
+/**
+ * How Velero backed up a volume: `backupMethod` (and `snapshotDataMoved`, `skipped`) of its entry in
+ * `<name>-volumeinfo.json.gz` (Velero 1.13+, internal/volume/volumes_information.go).
+ * - `native`: NativeSnapshot, velero-plugin-for-aws's EBS snapshot (also in the snapshot list);
+ * - `csi`: CSISnapshot without data movement, an EBS snapshot the CSI driver took (no snapshot-list
+ *   record; counted in `csiVolumeSnapshotsAttempted/Completed`);
+ * - `data-mover`: CSISnapshot with `snapshotDataMoved: true`, a DataUpload that moved the data into
+ *   Velero's backup repository (kopia, in the BackupStorageLocation);
+ * - `fs-backup`: PodVolumeBackup, file-system backup (kopia or restic) into the same repository;
+ * - `skipped`: `skipped: true`, no data backed up (a volume policy, no snapshot location, ...);
+ * - `unknown`: any other method.
+ */
+export type VolumeMethod = "native" | "csi" | "data-mover" | "fs-backup" | "skipped" | "unknown";
+
+/** One volume of a backup's volumeinfo, as much as the verdict needs. */
+export interface BackupVolume {
+  method: VolumeMethod;
+  /** The PV; absent for a pod volume that is not a claim (file-system backup of an emptyDir, ...). */
+  pvName?: string;
+  /** `namespace/pod/volume` of a file-system backup without a PV. */
+  podVolume?: string;
+  /** native and csi: the EBS snapshot id; data-mover and fs-backup: the repository's snapshot id. */
+  snapshotHandle?: string;
+  /**
+   * csi: the CSI driver (its VolumeSnapshotContent is left out: the ledger item stays small, and
+   * the backup's files name it).
+   */
+  driver?: string;
+  /** Velero's own result for the volume was "failed" (1.15+): its data is not in the backup. */
+  failed?: boolean;
+  /** skipped: Velero's reason; unknown: the backupMethod as written. */
+  detail?: string;
+}
+
 export type Verdict = "dr-ready" | "pending" | "not-ready";
 
 export interface BackupState {
@@ -26,9 +60,22 @@ export interface BackupState {
   expiration?: string;
   errors: number;
   warnings: number;
+  /** The status's counts of native snapshots (velero-backup.json). */
   volumeSnapshotsAttempted?: number;
+  /** Undefined for backups registered before it was recorded: then not checked. */
+  volumeSnapshotsCompleted?: number;
+  /** The status's counts of CSI volume snapshots (undefined: registered before they were recorded). */
+  csiVolumeSnapshotsAttempted?: number;
+  csiVolumeSnapshotsCompleted?: number;
   /** Undefined until `<name>-volumesnapshots.json.gz` has been read. */
   expected?: ExpectedSnapshot[];
+  /**
+   * The volumes of `<name>-volumeinfo.json.gz` (Velero 1.13+) that the snapshot list does not
+   * account for: every entry but the succeeded native snapshots whose snapshot is in the list (left
+   * out to keep the ledger item small; `expected` covers them). [] when that is all of them;
+   * undefined until the file has been read, and for backups of Velero 1.12 and older (none).
+   */
+  volumes?: BackupVolume[];
   /** When the ledger last changed its metadata (S3 LastModified of velero-backup.json). */
   metadataModified?: string;
 }
@@ -45,9 +92,16 @@ export interface Evaluation {
 const RUNNING = new Set([
   "",
   "New",
+  "Queued",
+  "ReadyToStart",
   "InProgress",
   "WaitingForPluginOperations",
   "Finalizing",
+]);
+
+/** Phases still in progress that can only end PartiallyFailed (or Failed): never DR-ready. */
+const ENDING_PARTIALLY_FAILED = new Set([
+  "WaitingForPluginOperationsPartiallyFailed",
   "FinalizingPartiallyFailed",
 ]);
 
@@ -57,6 +111,8 @@ export function phaseRank(phase: string | undefined): number {
     case undefined:
     case "":
     case "New":
+    case "Queued": // Velero after 1.17: waiting for a concurrent-backup slot, then ReadyToStart
+    case "ReadyToStart":
       return 0;
     case "InProgress":
       return 1;
@@ -75,40 +131,184 @@ export interface EvaluateOptions {
   now: Date;
   /** Warnings a DR-ready backup may carry (default 0: the source requirement is "no warnings"). */
   allowedWarnings: number;
+  /**
+   * The user replicates Velero's backup repository (file-system backup and data-mover data) where
+   * the standby cluster restores from (BACKUP_REPOSITORY_REPLICATED): such volumes then count as
+   * restorable. Default false: they keep a backup from DR-ready.
+   */
+  backupRepositoryReplicated?: boolean;
+  /**
+   * CSI snapshots are copied like native ones, so a CSI volume counts once its snapshot has a
+   * completed copy. Default false, and nothing sets it yet: the replication plane does not copy CSI
+   * snapshots, so every CSI volume keeps a backup from DR-ready.
+   */
+  csiSnapshotsCopied?: boolean;
+}
+
+const volumeName = (v: BackupVolume) =>
+  v.pvName ? `pv ${v.pvName}` : v.podVolume ? `pod volume ${v.podVolume}` : "a volume without a name";
+
+/** The first `max` items, then how many more. */
+function listed(items: readonly string[], max = 5): string {
+  const more = items.length - max;
+  return `${items.slice(0, max).join("; ")}${more > 0 ? `; and ${more} more` : ""}`;
+}
+
+const listed3 = (items: readonly string[]) => listed(items, 3).replaceAll("; ", ", ");
+
+/**
+ * The snapshots whose copies decide the verdict: the snapshot list's (native) and, once CSI
+ * snapshots are copied (`csiSnapshotsCopied`), each CSI volume's snapshot handle.
+ */
+export function snapshotsToCopy(
+  b: Pick<BackupState, "expected" | "volumes">,
+  o: Pick<EvaluateOptions, "csiSnapshotsCopied"> = {},
+): ExpectedSnapshot[] {
+  const out = [...(b.expected ?? [])];
+  if (!o.csiSnapshotsCopied) return out;
+  const seen = new Set(out.map((e) => e.sourceSnapshotId));
+  for (const v of b.volumes ?? []) {
+    if (v.method !== "csi" || v.failed || !v.snapshotHandle || seen.has(v.snapshotHandle)) continue;
+    seen.add(v.snapshotHandle);
+    out.push({ pvName: v.pvName ?? "", sourceSnapshotId: v.snapshotHandle });
+  }
+  return out;
+}
+
+/** Where the status's counts disagree with the files: something Velero did is not in them. */
+function countProblems(b: BackupState): string[] {
+  const out: string[] = [];
+  const native = b.expected?.length;
+  if (native !== undefined) {
+    for (const [field, n] of [
+      ["volumeSnapshotsAttempted", b.volumeSnapshotsAttempted],
+      ["volumeSnapshotsCompleted", b.volumeSnapshotsCompleted],
+    ] as const) {
+      if (n !== undefined && n !== native)
+        out.push(`status.${field} is ${n} but the snapshot list has ${native} snapshot(s)`);
+    }
+  }
+  if (b.volumes !== undefined) {
+    const csi = b.volumes.filter((v) => v.method === "csi").length;
+    for (const [field, n] of [
+      ["csiVolumeSnapshotsAttempted", b.csiVolumeSnapshotsAttempted],
+      ["csiVolumeSnapshotsCompleted", b.csiVolumeSnapshotsCompleted],
+    ] as const) {
+      if (n !== undefined && n !== csi)
+        out.push(`status.${field} is ${n} but volumeinfo lists ${csi} CSI snapshot(s)`);
+    }
+  }
+  return out;
 }
 
 /**
- * Is this backup DR-ready? Completed, no errors, warnings within the allowance, not expired, and
- * every expected snapshot has a completed copy in the failover region. "pending" means it may still
- * become ready (Velero or the copies are not done); "not-ready" is final, with the reason.
+ * What keeps each volume of the volumeinfo from being restorable in the failover region, for good
+ * (the snapshot list's copies are judged apart), and notes for the reason of a DR-ready verdict.
+ */
+function volumeProblems(b: BackupState, o: EvaluateOptions): { problems: string[]; notes: string[] } {
+  const problems: string[] = [];
+  const repository: string[] = [];
+  const skipped: string[] = [];
+  const inList = new Set((b.expected ?? []).map((e) => e.sourceSnapshotId));
+  for (const v of b.volumes ?? []) {
+    const name = volumeName(v);
+    if (v.method === "skipped") {
+      skipped.push(`${name}${v.detail ? ` (${v.detail})` : ""}`);
+      continue;
+    }
+    if (v.failed) {
+      problems.push(`Velero's backup of ${name} (${v.method}) failed`);
+      continue;
+    }
+    switch (v.method) {
+      case "native":
+        if (!v.snapshotHandle || !inList.has(v.snapshotHandle)) {
+          problems.push(
+            `native snapshot ${v.snapshotHandle || "(no id)"} of ${name} is in volumeinfo but not in the snapshot list`,
+          );
+        }
+        break;
+      case "csi":
+        if (!o.csiSnapshotsCopied) {
+          problems.push(
+            `CSI snapshot ${v.snapshotHandle || "(no handle)"} of ${name} is not copied: CSI snapshots are not replicated yet`,
+          );
+        } else if (!v.snapshotHandle) {
+          problems.push(`CSI snapshot of ${name} has no snapshot handle`);
+        }
+        break;
+      case "data-mover":
+      case "fs-backup": {
+        const how =
+          v.method === "fs-backup" ? "file-system backup (PodVolumeBackup)" : "the data mover (DataUpload)";
+        if (o.backupRepositoryReplicated) repository.push(`${name} by ${how}`);
+        else {
+          problems.push(
+            `${name} was backed up by ${how} into Velero's backup repository, which this pipeline does not ` +
+              "replicate (DR_BACKUP_REPOSITORY_REPLICATED=true says you replicate it yourself)",
+          );
+        }
+        break;
+      }
+      default:
+        problems.push(`${name}: unknown backup method ${JSON.stringify(v.detail ?? "")} in volumeinfo`);
+    }
+  }
+  const notes: string[] = [];
+  if (repository.length > 0) {
+    notes.push(
+      `${repository.length} volume(s) in the backup repository, replicated by you (DR_BACKUP_REPOSITORY_REPLICATED): ${listed3(repository)}`,
+    );
+  }
+  if (skipped.length > 0) notes.push(`${skipped.length} volume(s) skipped by Velero: ${listed3(skipped)}`);
+  return { problems, notes };
+}
+
+/**
+ * Is this backup DR-ready? Completed, no errors, warnings within the allowance, not expired, every
+ * volume of its volumeinfo (Velero 1.13+) restorable in the failover region, the status's snapshot
+ * counts matching its files, and every expected snapshot with a completed copy there. "pending"
+ * means it may still become ready (Velero or the copies are not done); "not-ready" is final, with
+ * the reason.
  */
 export function evaluateBackup(
   b: BackupState,
   copies: ReadonlyMap<string, SnapshotRecord>,
   o: EvaluateOptions,
 ): Evaluation {
-  const expectedCount = b.expected?.length ?? 0;
-  const copied = (b.expected ?? []).filter(
-    (e) => copies.get(e.sourceSnapshotId)?.status === "completed",
-  ).length;
+  const awaited = snapshotsToCopy(b, o);
+  const expectedCount = awaited.length;
+  const copied = awaited.filter((e) => copies.get(e.sourceSnapshotId)?.status === "completed").length;
   const v = (verdict: Verdict, reason: string): Evaluation => ({ verdict, reason, copied, expectedCount });
   const phase = b.phase ?? "";
+  // Velero's garbage collection deletes a backup once its expiration is not after now.
   if (b.expiration && Date.parse(b.expiration) <= o.now.getTime())
     return v("not-ready", `expired at ${b.expiration}`);
   if (RUNNING.has(phase)) return v("pending", `Velero phase ${phase || "unknown"}: backup not finished`);
+  if (ENDING_PARTIALLY_FAILED.has(phase))
+    return v("not-ready", `Velero phase ${phase}: the backup ends PartiallyFailed`);
   if (phase !== "Completed") return v("not-ready", `Velero phase ${phase}`);
   if (b.errors > 0) return v("not-ready", `backup has ${b.errors} error(s)`);
   if (b.warnings > o.allowedWarnings) {
     return v("not-ready", `backup has ${b.warnings} warning(s), ${o.allowedWarnings} allowed`);
   }
-  if (b.expected === undefined) {
-    return (b.volumeSnapshotsAttempted ?? 1) === 0
-      ? v("dr-ready", "Completed with no volume snapshots")
-      : v("pending", "volume snapshot list not read yet");
+  // Without volumeinfo (Velero 1.12 and older, or not read yet) CSI volumes have no names, only a count.
+  const csiUnnamed = b.volumes === undefined && (b.csiVolumeSnapshotsAttempted ?? 0) > 0;
+  if (csiUnnamed && !o.csiSnapshotsCopied) {
+    return v(
+      "not-ready",
+      `status counts ${b.csiVolumeSnapshotsAttempted} CSI volume snapshot(s) and no volumeinfo names them: CSI snapshots are not replicated yet`,
+    );
   }
+  // Velero writes the list for every backup (`null` without native snapshots), right after the
+  // tarball and with volumeinfo, often after velero-backup.json already says Completed: judging a
+  // backup before its list is there would miss what the list and volumeinfo say.
+  if (b.expected === undefined) return v("pending", "volume snapshot list not read yet");
+  const { problems, notes } = volumeProblems(b, o);
+  problems.unshift(...countProblems(b));
   const lost: string[] = [];
   const waiting: string[] = [];
-  for (const e of b.expected) {
+  for (const e of awaited) {
     const c = copies.get(e.sourceSnapshotId);
     if (c?.status === "completed") continue;
     const what = `${e.sourceSnapshotId} (pv ${e.pvName}): ${c ? c.status : "not seen"}`;
@@ -116,14 +316,18 @@ export function evaluateBackup(
       lost.push(`${what}${c.reason ? `, ${c.reason}` : ""}`);
     else waiting.push(what);
   }
-  if (lost.length > 0) return v("not-ready", `copy missing for good: ${lost.join("; ")}`);
+  if (lost.length > 0) problems.push(`copy missing for good: ${lost.join("; ")}`);
+  if (problems.length > 0) return v("not-ready", listed(problems));
+  if (csiUnnamed) return v("pending", "CSI volume snapshots counted; volumeinfo not read yet");
   if (waiting.length > 0) {
     return v(
       "pending",
       `${copied} of ${expectedCount} snapshots copied; waiting: ${waiting.slice(0, 5).join("; ")}`,
     );
   }
-  return v("dr-ready", `all ${expectedCount} snapshots copied`);
+  const done =
+    expectedCount === 0 ? "Completed with no volume snapshots" : `all ${expectedCount} snapshots copied`;
+  return v("dr-ready", [done, ...notes].join("; "));
 }
 
 /** The recovery point: the newest DR-ready backup's start time, and its age now (seconds). */

@@ -3,8 +3,10 @@
  * parsed at the edge into the name of the backup they concern.
  * https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html
  *
- * Only `velero-backup.json` and `<name>-volumesnapshots.json.gz` under `<prefix>/backups/<name>/`
- * matter; every other object of the bucket is ignored with a reason. Malformed events throw.
+ * Only `velero-backup.json`, `<name>-volumesnapshots.json.gz` and `<name>-volumeinfo.json.gz`
+ * (Velero 1.13+; written after velero-backup.json may already say Completed, and rewritten by the
+ * backup finalizer) under `<prefix>/backups/<name>/` matter; every other object of the bucket is
+ * ignored with a reason. Malformed events throw.
  */
 import * as z from "zod/mini";
 import { InvalidEventError } from "./errors.js";
@@ -47,7 +49,12 @@ export function classifyBucketEvent(input: unknown, where: { bucket: string; pre
   if (!backup || !file || rest.length > 0)
     return { kind: "ignored", reason: `${key} is not a backup's file` };
   if (!BACKUP_NAME.test(backup)) throw new InvalidEventError(`${key} does not name a valid backup`);
-  if (file !== "velero-backup.json" && file !== `${backup}-volumesnapshots.json.gz`) {
+  const registered = [
+    "velero-backup.json",
+    `${backup}-volumesnapshots.json.gz`,
+    `${backup}-volumeinfo.json.gz`,
+  ];
+  if (!registered.includes(file)) {
     return { kind: "ignored", reason: `${file} does not change the backup's registration` };
   }
   return { kind: "backup-metadata", backup, change: type === "Object Created" ? "created" : "deleted", file };

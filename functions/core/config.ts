@@ -58,6 +58,13 @@ export interface VeleroConfig {
   defaultZone?: string;
   /** Warnings a DR-ready backup may carry (default 0). */
   allowedWarnings: number;
+  /**
+   * The user replicates Velero's backup repository (file-system backup and data-mover data, the
+   * `kopia/` and `restic/` folders of the primary's location) to where the standby cluster restores
+   * from: volumes backed up that way then count as restorable. Default false (absent): a backup
+   * with such volumes is never DR-ready.
+   */
+  backupRepositoryReplicated?: boolean;
   /** Also write the CloudBees fork's combined `SRC/snap;DST/snap` snapshot ids. */
   combinedIds: boolean;
 }
@@ -101,6 +108,7 @@ export const ENV = {
   zoneMap: "ZONE_MAP",
   defaultZone: "DEFAULT_ZONE",
   allowedWarnings: "ALLOWED_WARNINGS",
+  backupRepositoryReplicated: "BACKUP_REPOSITORY_REPLICATED",
   combinedIds: "COMBINED_SNAPSHOT_IDS",
   rpoTargetMinutes: "RPO_TARGET_MINUTES",
 } as const;
@@ -287,6 +295,11 @@ function loadVeleroConfig(env: Env, failoverRegion: string): VeleroConfig | unde
     combinedIds: combined === "true",
   };
   if (defaultZone !== undefined) v.defaultZone = inFailover(ENV.defaultZone, defaultZone);
+  const repository = optional(env, ENV.backupRepositoryReplicated) ?? "false";
+  if (repository !== "true" && repository !== "false") {
+    throw new ConfigError(`${ENV.backupRepositoryReplicated} must be true or false, got "${repository}"`);
+  }
+  if (repository === "true") v.backupRepositoryReplicated = true;
   // Last, so that each setting's own error comes first.
   const problem = layoutProblem(v);
   if (problem) throw new ConfigError(problem);
@@ -322,6 +335,7 @@ export function configToEnv(c: ReplicationConfig): Record<string, string> {
     env[ENV.zoneMap] = tags(c.velero.zoneMap);
     if (c.velero.defaultZone) env[ENV.defaultZone] = c.velero.defaultZone;
     env[ENV.allowedWarnings] = String(c.velero.allowedWarnings);
+    if (c.velero.backupRepositoryReplicated) env[ENV.backupRepositoryReplicated] = "true";
     env[ENV.combinedIds] = String(c.velero.combinedIds);
   }
   return env;

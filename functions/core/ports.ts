@@ -215,6 +215,8 @@ export interface VeleroBackupFiles {
   modified: string;
   /** The parsed `<name>-volumesnapshots.json.gz`, when it exists yet. */
   volumeSnapshots?: unknown;
+  /** The parsed `<name>-volumeinfo.json.gz`, when it exists (Velero 1.13+, once written). */
+  volumeInfo?: unknown;
 }
 
 /** Velero's bucket (in the failover region). */

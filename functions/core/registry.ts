@@ -1,4 +1,10 @@
-import { type BackupState, type Evaluation, evaluateBackup } from "./backup.js";
+import {
+  type BackupState,
+  type EvaluateOptions,
+  type Evaluation,
+  evaluateBackup,
+  snapshotsToCopy,
+} from "./backup.js";
 import { errorMessage } from "./errors.js";
 import type {
   BackupLedger,
@@ -82,7 +88,7 @@ export function newestReadyPerSchedule(backups: readonly StoredBackup[]): Map<st
 export class BackupRegistry {
   constructor(
     private readonly deps: RegistryDeps,
-    private readonly options: { allowedWarnings: number },
+    private readonly options: Omit<EvaluateOptions, "now">,
   ) {}
 
   /**
@@ -118,8 +124,10 @@ export class BackupRegistry {
       return undefined;
     }
     const now = clock.now();
-    const copies = await ledger.getSnapshots((backup.expected ?? []).map((e) => e.sourceSnapshotId));
-    const e = evaluateBackup(backup, copies, { now, allowedWarnings: this.options.allowedWarnings });
+    const copies = await ledger.getSnapshots(
+      snapshotsToCopy(backup, this.options).map((e) => e.sourceSnapshotId),
+    );
+    const e = evaluateBackup(backup, copies, { ...this.options, now });
     if (e.verdict === "dr-ready" && !backup.drReadyAt) {
       const copyOf = new Map<string, string>();
       for (const [id, r] of copies) if (r.copySnapshotId) copyOf.set(id, r.copySnapshotId);
@@ -137,7 +145,13 @@ export class BackupRegistry {
         });
       return { ...e, published, ...(lag === undefined ? {} : { replicationLagSeconds: lag }) };
     }
-    if (backup.verdict !== e.verdict || backup.reason !== e.reason) {
+    // The counts too: a backup already not-ready for another reason still shows its copies' progress.
+    if (
+      backup.verdict !== e.verdict ||
+      backup.reason !== e.reason ||
+      backup.copied !== e.copied ||
+      backup.expectedCount !== e.expectedCount
+    ) {
       await ledger.recordVerdict(name, e, now.toISOString());
       if (e.verdict === "not-ready")
         log.warn("backup will not be DR-ready", { backup: name, reason: e.reason });
@@ -167,7 +181,9 @@ export class BackupRegistry {
       log.warn("Velero deleted the recovery point; keeping its copies", { backup: name });
       return { status: "kept", reason };
     }
-    const records = await ledger.getSnapshots((backup.expected ?? []).map((e) => e.sourceSnapshotId));
+    const records = await ledger.getSnapshots(
+      snapshotsToCopy(backup, this.options).map((e) => e.sourceSnapshotId),
+    );
     let copies = 0;
     for (const r of records.values()) {
       if (r.status === "completed" && r.copySnapshotId && (await copier.deleteCopy(r.copySnapshotId)))

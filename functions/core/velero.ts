@@ -8,11 +8,13 @@
  *   (1.13+) and others; the `.json.gz` files are gzip JSON read with Go's encoding/json
  *   (`decode()`), which matches keys case-insensitively. pkg/controller/backup_controller.go
  *   (`encodeToJSONGzip`) writes them with `json.NewEncoder`: compact, `<>&` escaped, trailing newline.
- * - pkg/volume/snapshot.go: a volumesnapshots record is `{spec: {backupName, backupUID, location,
- *   PersistentVolumeName, providerVolumeID, volumeType, volumeAZ, volumeIOPS}, status:
- *   {providerSnapshotID, phase}}`. Note `PersistentVolumeName`: its struct tag is malformed
- *   (`json:persistentVolumeName`, unquoted), so Go writes the field name, capitalised. We read keys
- *   as Go does (case-insensitive, last wins) and write values back under the key the file used.
+ * - pkg/volume/snapshot.go (internal/volume/native_snapshot.go from 1.14): a volumesnapshots record
+ *   is `{spec: {backupName, backupUID, location, persistentVolumeName, providerVolumeID, volumeType,
+ *   volumeAZ, volumeIOPS}, status: {providerSnapshotID, phase}}`. Velero 1.11 and later write
+ *   `persistentVolumeName`; 1.10 and older wrote `PersistentVolumeName` (a malformed struct tag,
+ *   `json:persistentVolumeName` unquoted, made Go use the field name; fixed for 1.11). Go's decoder
+ *   matches keys case-insensitively, so every version reads both; we read keys as Go does
+ *   (case-insensitive, last wins) and write values back under the key the file used.
  * - pkg/restore/restore.go (restoreItem): a PV with a snapshot record goes through
  *   `pvRestorer.executePVAction` *before* restore item actions and resource modifiers run.
  *   pkg/restore/pv_restorer.go (getSnapshotInfo): the FIRST record whose PersistentVolumeName is the
@@ -29,9 +31,13 @@
  *   `resources/persistentvolumes/v1-preferredversion/cluster/<pv>.json` (the one restore reads
  *   depends on the API-group-versions feature), so both are rewritten.
  * - internal/volume/volumes_information.go: a volumeinfo entry is `{pvcName, pvcNamespace, pvName,
- *   backupMethod, ..., nativeSnapshotInfo: {snapshotHandle (= providerSnapshotID), volumeType,
- *   volumeAZ, iops (a string), Phase}, pvInfo: {reclaimPolicy, labels (the PV's)}}`; restore picks
- *   the PV's method from it and `velero backup describe` shows the snapshot ids from it.
+ *   backupMethod, snapshotDataMoved, skipped, ..., result (1.15+), nativeSnapshotInfo:
+ *   {snapshotHandle (= providerSnapshotID), volumeType, volumeAZ, iops (a string), Phase},
+ *   pvInfo: {reclaimPolicy, labels (the PV's)}}`, with `csiSnapshotInfo: {snapshotHandle, driver,
+ *   vscName, ...}` for CSISnapshot, `snapshotDataMovementInfo` when the data mover moved it and
+ *   `pvbInfo` for PodVolumeBackup (file-system backup); restore picks the PV's method from it and
+ *   `velero backup describe` shows the snapshot ids from it. Only native snapshots have a
+ *   volumesnapshots record; CSI ones are counted in the status's `csiVolumeSnapshotsAttempted`.
  * - pkg/controller/backup_sync_controller.go: the standby cluster's sync overwrites
  *   `spec.storageLocation` (and its label) with its own BSL's name, so velero-backup.json is kept
  *   byte for byte.
@@ -217,6 +223,8 @@ const BackupSchema = z.object({
       warnings: maybe(count),
       volumeSnapshotsAttempted: maybe(count),
       volumeSnapshotsCompleted: maybe(count),
+      csiVolumeSnapshotsAttempted: maybe(count),
+      csiVolumeSnapshotsCompleted: maybe(count),
     }),
   ),
 });
@@ -238,6 +246,9 @@ export interface VeleroBackup {
   warnings: number;
   volumeSnapshotsAttempted: number;
   volumeSnapshotsCompleted: number;
+  /** VolumeSnapshots Velero's CSI support took (none with the data mover), and those that completed. */
+  csiVolumeSnapshotsAttempted: number;
+  csiVolumeSnapshotsCompleted: number;
 }
 
 /** Parses `velero-backup.json` (a velero.io/v1 Backup). Throws InvalidBackupError for anything else. */
@@ -267,6 +278,8 @@ export function parseVeleroBackup(json: unknown): VeleroBackup {
     warnings: s.warnings ?? 0,
     volumeSnapshotsAttempted: s.volumeSnapshotsAttempted ?? 0,
     volumeSnapshotsCompleted: s.volumeSnapshotsCompleted ?? 0,
+    csiVolumeSnapshotsAttempted: s.csiVolumeSnapshotsAttempted ?? 0,
+    csiVolumeSnapshotsCompleted: s.csiVolumeSnapshotsCompleted ?? 0,
   };
 }
 
@@ -334,8 +347,18 @@ export function parseVolumeSnapshots(records: unknown): VolumeSnapshotRecord[] {
 // <name>-volumeinfo.json.gz (Velero 1.13+)
 
 const VolumeInfoSchema = goObject({
+  pvcName: maybe(text),
+  pvcNamespace: maybe(text),
   pvName: maybe(text),
   backupMethod: maybe(text),
+  snapshotDataMoved: maybe(z.boolean()),
+  skipped: maybe(z.boolean()),
+  skippedReason: maybe(text),
+  result: maybe(text),
+  csiSnapshotInfo: maybe(
+    goObject({ snapshotHandle: maybe(text), driver: maybe(text), vscName: maybe(text) }),
+  ),
+  snapshotDataMovementInfo: maybe(goObject({ snapshotHandle: maybe(text), dataMover: maybe(text) })),
   nativeSnapshotInfo: maybe(
     goObject({
       snapshotHandle: maybe(text),
@@ -344,16 +367,48 @@ const VolumeInfoSchema = goObject({
       iops: maybe(z.union([z.string(), z.number()])),
     }),
   ),
+  pvbInfo: maybe(
+    goObject({
+      snapshotHandle: maybe(text),
+      uploaderType: maybe(text),
+      volumeName: maybe(text),
+      podName: maybe(text),
+      podNamespace: maybe(text),
+    }),
+  ),
   pvInfo: maybe(goObject({ labels: maybe(z.record(z.string(), z.string())) })),
 });
 
+/**
+ * One entry of `<name>-volumeinfo.json.gz`. `backupMethod` is NativeSnapshot, CSISnapshot (with
+ * `snapshotDataMoved` when the data mover moved it: a DataUpload) or PodVolumeBackup (file-system
+ * backup); empty for a skipped volume. `result` is "succeeded" or "failed" from Velero 1.15 on.
+ */
 export interface VolumeInfoEntry {
+  pvcName: string | null;
+  pvcNamespace: string | null;
   pvName: string | null;
   backupMethod: string | null;
+  snapshotDataMoved: boolean;
+  skipped: boolean;
+  skippedReason: string | null;
+  result: string | null;
   nativeSnapshot: {
     snapshotHandle: string | null;
     volumeAZ: string | null;
     volumeType: string | null;
+  } | null;
+  /** CSISnapshot: the EBS snapshot (`snapshotHandle`; "unknown" when the data mover took it). */
+  csiSnapshot: { snapshotHandle: string | null; driver: string | null; vscName: string | null } | null;
+  /** The data mover's snapshot in the backup repository. */
+  dataMovement: { snapshotHandle: string | null; dataMover: string | null } | null;
+  /** PodVolumeBackup: the uploader's snapshot in the backup repository, and the pod's volume. */
+  podVolumeBackup: {
+    snapshotHandle: string | null;
+    uploaderType: string | null;
+    volumeName: string | null;
+    podName: string | null;
+    podNamespace: string | null;
   } | null;
   raw: Obj;
 }
@@ -368,14 +423,36 @@ export function parseVolumeInfo(entries: unknown): VolumeInfoEntry[] {
     if (!isObj(raw)) throw new InvalidBackupError(`volumeinfo[${i}] must be an object, got ${typeName(raw)}`);
     const v = parseWith(VolumeInfoSchema, raw, `volumeinfo[${i}]`);
     const n = v.nativeSnapshotInfo;
+    const c = v.csiSnapshotInfo;
+    const d = v.snapshotDataMovementInfo;
+    const p = v.pvbInfo;
     return {
+      pvcName: v.pvcName || null,
+      pvcNamespace: v.pvcNamespace || null,
       pvName: v.pvName || null,
       backupMethod: v.backupMethod || null,
+      snapshotDataMoved: v.snapshotDataMoved ?? false,
+      skipped: v.skipped ?? false,
+      skippedReason: v.skippedReason || null,
+      result: v.result || null,
       nativeSnapshot: n
         ? {
             snapshotHandle: n.snapshotHandle || null,
             volumeAZ: n.volumeAZ || null,
             volumeType: n.volumeType || null,
+          }
+        : null,
+      csiSnapshot: c
+        ? { snapshotHandle: c.snapshotHandle || null, driver: c.driver || null, vscName: c.vscName || null }
+        : null,
+      dataMovement: d ? { snapshotHandle: d.snapshotHandle || null, dataMover: d.dataMover || null } : null,
+      podVolumeBackup: p
+        ? {
+            snapshotHandle: p.snapshotHandle || null,
+            uploaderType: p.uploaderType || null,
+            volumeName: p.volumeName || null,
+            podName: p.podName || null,
+            podNamespace: p.podNamespace || null,
           }
         : null,
       raw,

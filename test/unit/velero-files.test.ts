@@ -12,6 +12,7 @@ import { volumeSnapshotRecords as simulatedRecords, veleroBackupJson } from "../
 import {
   type BackupOptions,
   backupFiles,
+  backupJson,
   goTar,
   tarEntries,
   type VeleroPv,
@@ -151,11 +152,11 @@ describe("local/velero-files", () => {
       ttl: "720h0m0s",
     });
 
-    // the snapshot list: Velero's key spelling, json.Encoder's trailing newline
+    // the snapshot list: Velero 1.11+'s key spelling, json.Encoder's trailing newline
     const snapshotsText = gunzipSync(file(files, "-volumesnapshots.json.gz")).toString("utf8");
     expect(snapshotsText.endsWith("]\n")).toBe(true);
-    expect(snapshotsText).toContain('"PersistentVolumeName":');
-    expect(snapshotsText).not.toContain('"persistentVolumeName":');
+    expect(snapshotsText).toContain('"persistentVolumeName":');
+    expect(snapshotsText).not.toContain('"PersistentVolumeName":');
     const records = parseVolumeSnapshots(gunzipJson(file(files, "-volumesnapshots.json.gz"), "snapshots"));
     expect(records.map((r) => ({ ...r, raw: undefined }))).toEqual(
       PVS.map((p) => ({
@@ -259,7 +260,7 @@ describe("local/velero-files", () => {
     expect(records.map((r) => [r.persistentVolumeName, r.providerSnapshotID, r.volumeAZ])).toEqual(
       PVS.map((p) => [p.name, COPY_OF.get(p.sourceSnapshotId), zoneOf(p)]),
     );
-    expect(records.every((r) => "PersistentVolumeName" in (r.raw.spec as Obj))).toBe(true);
+    expect(records.every((r) => "persistentVolumeName" in (r.raw.spec as Obj))).toBe(true);
     const infos = parseVolumeInfo(gunzipJson(file(replaced, "-volumeinfo.json.gz"), "volumeinfo"));
     expect(infos).toHaveLength(PVS.length);
     for (const [i, p] of PVS.entries()) {
@@ -323,7 +324,7 @@ describe("local/velero-files", () => {
       ["pvc-a", "snap-0aaaaaaaaaaaaaaa1"],
       ["pvc-b", "snap-0aaaaaaaaaaaaaaa2"],
     ]);
-    expect(records[0]?.spec).toHaveProperty("PersistentVolumeName", "pvc-a");
+    expect(records[0]?.spec).toHaveProperty("persistentVolumeName", "pvc-a");
     expect(parseVeleroBackup(json)).toMatchObject({
       phase: "InProgress",
       completionTimestamp: null,
@@ -331,5 +332,79 @@ describe("local/velero-files", () => {
       volumeSnapshotsAttempted: 2,
       volumeSnapshotsCompleted: 0,
     });
+  });
+
+  it("writes Velero 1.10 and older's `PersistentVolumeName` on request, read and rewritten alike", () => {
+    // act
+    const files = backupFiles({ ...OPTIONS, pvNameKey: "PersistentVolumeName" });
+    // assert
+    const text = gunzipSync(file(files, "-volumesnapshots.json.gz")).toString("utf8");
+    expect(text).toContain('"PersistentVolumeName":');
+    expect(text).not.toContain('"persistentVolumeName":');
+    const legacy = parseVolumeSnapshots(gunzipJson(file(files, "-volumesnapshots.json.gz"), "snapshots"));
+    const current = parseVolumeSnapshots(
+      gunzipJson(file(backupFiles(OPTIONS), "-volumesnapshots.json.gz"), "snapshots"),
+    );
+    expect(legacy.map((r) => ({ ...r, raw: undefined }))).toEqual(
+      current.map((r) => ({ ...r, raw: undefined })),
+    );
+    const { replaced } = rewriteBackupFileSet(files, {
+      copyOf: COPY_OF,
+      zoneMap: ZONE_MAP,
+      sourceRegion: SOURCE,
+      failoverRegion: FAILOVER,
+    });
+    const rewritten = gunzipSync(file(replaced, "-volumesnapshots.json.gz")).toString("utf8");
+    expect(rewritten).toContain('"PersistentVolumeName":');
+    expect(rewritten).not.toContain('"persistentVolumeName":');
+  });
+
+  it("a backup of native, CSI, file-system and data-mover volumes: records, volumeinfo and status counts as Velero writes them", () => {
+    // arrange: one PV per method
+    const methods = ["native", "csi", "fs-backup", "data-mover"] as const;
+    const pvs = PVS.map((p, i) => ({ ...p, method: methods[i] }));
+
+    // act
+    const files = backupFiles({ ...OPTIONS, phase: "Completed", errors: 0, warnings: 0, pvs });
+
+    // assert: only the native snapshot has a record
+    const records = parseVolumeSnapshots(gunzipJson(file(files, "-volumesnapshots.json.gz"), "snapshots"));
+    expect(records.map((r) => r.persistentVolumeName)).toEqual([PVS[0]?.name]);
+    // volumeinfo names every volume with its method
+    const infos = parseVolumeInfo(gunzipJson(file(files, "-volumeinfo.json.gz"), "volumeinfo"));
+    expect(infos.map((i) => [i.pvName, i.backupMethod, i.snapshotDataMoved])).toEqual([
+      [PVS[0]?.name, "NativeSnapshot", false],
+      [PVS[1]?.name, "CSISnapshot", false],
+      [PVS[2]?.name, "PodVolumeBackup", false],
+      [PVS[3]?.name, "CSISnapshot", true],
+    ]);
+    expect(infos[1]?.csiSnapshot?.snapshotHandle).toBe(PVS[1]?.sourceSnapshotId);
+    expect(infos[1]?.raw).toMatchObject({
+      startTimestamp: "2026-04-12T03:00:00Z",
+      completionTimestamp: "2026-04-12T03:04:31Z",
+      csiSnapshotInfo: { size: 200 * 2 ** 30, ReadyToUse: true },
+    });
+    expect((infos[3]?.raw as Obj | undefined)?.snapshotDataMovementInfo.operationID).toMatch(
+      /^du-[0-9a-f-]{36}\.[0-9a-f-]+$/,
+    );
+    // the status counts: one native snapshot, one CSI snapshot (the data mover's is not one), two operations
+    const json = JSON.parse(files["velero-backup.json"]?.toString("utf8") ?? "");
+    expect(json.status).toMatchObject({
+      volumeSnapshotsAttempted: 1,
+      volumeSnapshotsCompleted: 1,
+      csiVolumeSnapshotsAttempted: 1,
+      csiVolumeSnapshotsCompleted: 1,
+      backupItemOperationsAttempted: 2,
+      backupItemOperationsCompleted: 2,
+    });
+    expect(parseVeleroBackup(json)).toMatchObject({
+      csiVolumeSnapshotsAttempted: 1,
+      volumeSnapshotsAttempted: 1,
+    });
+    // a backup without CSI volumes writes no CSI count (omitempty), one without native ones no native count
+    const csiOnly = backupJson({ ...OPTIONS, pvs: PVS.map((p) => ({ ...p, method: "csi" as const })) });
+    expect(csiOnly.status).not.toHaveProperty("volumeSnapshotsAttempted");
+    expect(csiOnly.status).toMatchObject({ csiVolumeSnapshotsAttempted: 4 });
+    expect(backupJson({ ...OPTIONS, pvs: PVS }).status).not.toHaveProperty("csiVolumeSnapshotsAttempted");
   });
 });

@@ -14,6 +14,7 @@ import {
   UnknownZoneError,
 } from "../../functions/core/velero.js";
 import { listTarEntries, tarEntryData } from "../../functions/core/velero-rewrite.js";
+import * as files from "../../local/velero-files.js";
 import {
   BACKUP,
   backupFiles,
@@ -21,6 +22,7 @@ import {
   COPY_OF,
   FAILOVER_REGION,
   goTar,
+  legacyVolumeSnapshotRecords,
   PVS,
   persistentVolume,
   SOURCE_REGION,
@@ -81,6 +83,20 @@ describe("parseVeleroBackup", () => {
       warnings: 0,
       volumeSnapshotsAttempted: 3,
       volumeSnapshotsCompleted: 3,
+      csiVolumeSnapshotsAttempted: 0,
+      csiVolumeSnapshotsCompleted: 0,
+    });
+  });
+
+  it("reads the CSI snapshot counts (left out when 0, as Go's omitempty does)", () => {
+    // arrange
+    const json = backupJson() as Obj;
+    json.status.csiVolumeSnapshotsAttempted = 2;
+    json.status.csiVolumeSnapshotsCompleted = 1;
+    // act / assert
+    expect(parseVeleroBackup(json)).toMatchObject({
+      csiVolumeSnapshotsAttempted: 2,
+      csiVolumeSnapshotsCompleted: 1,
     });
   });
 
@@ -147,7 +163,7 @@ describe("parseVeleroBackup", () => {
 });
 
 describe("parseVolumeSnapshots", () => {
-  it("reads every field, including Go's capitalised PersistentVolumeName key, and keeps the raw record", () => {
+  it("reads every field of a Velero 1.11+ record (`persistentVolumeName`), and keeps the raw record", () => {
     // arrange
     const records = volumeSnapshotRecords();
     // act
@@ -167,6 +183,18 @@ describe("parseVolumeSnapshots", () => {
       phase: "Completed",
       raw: records[1],
     });
+  });
+
+  it("reads Velero 1.10 and older's `PersistentVolumeName` the same (Go matches keys case-insensitively)", () => {
+    // arrange
+    const legacy = legacyVolumeSnapshotRecords();
+    expect(legacy[0]?.spec).toHaveProperty("PersistentVolumeName", PVS[0]?.name);
+    expect(legacy[0]?.spec).not.toHaveProperty("persistentVolumeName");
+    // act
+    const parsed = parseVolumeSnapshots(legacy);
+    // assert
+    const strip = (r: { raw: unknown }) => ({ ...r, raw: undefined });
+    expect(parsed.map(strip)).toEqual(parseVolumeSnapshots(volumeSnapshotRecords()).map(strip));
   });
 
   it("reads keys as Go does: any case, the last one wins", () => {
@@ -208,7 +236,81 @@ describe("parseVolumeSnapshots", () => {
   });
 });
 
+describe("parseVolumeInfo", () => {
+  it("reads each backup method Velero writes: native, CSI, file-system backup and the data mover", () => {
+    // arrange: the fixture's PVs, backed up four ways (local/velero-files.ts writes Velero 1.15+'s entries)
+    const methods = ["native", "csi", "fs-backup", "data-mover"] as const;
+    const pvs = methods.map((method, i) => ({ ...(PVS[i % PVS.length] as (typeof PVS)[number]), method }));
+    const entries = files.volumeInfos(pvs, SOURCE_REGION, "cbci", {
+      name: BACKUP,
+      start: "2025-03-01T12:00:05Z",
+      completion: "2025-03-01T12:01:17Z",
+    });
+    // act
+    const infos = parseVolumeInfo(entries);
+    // assert
+    expect(infos.map((i) => [i.backupMethod, i.snapshotDataMoved, i.skipped, i.result])).toEqual([
+      ["NativeSnapshot", false, false, "succeeded"],
+      ["CSISnapshot", false, false, "succeeded"],
+      ["PodVolumeBackup", false, false, "succeeded"],
+      ["CSISnapshot", true, false, "succeeded"],
+    ]);
+    expect(infos[1]?.csiSnapshot).toEqual({
+      snapshotHandle: pvs[1]?.sourceSnapshotId,
+      driver: "ebs.csi.aws.com",
+      vscName: files.volumeSnapshotContentName(pvs[1] as files.VeleroPv),
+    });
+    expect(infos[2]?.podVolumeBackup).toMatchObject({
+      snapshotHandle: pvs[2]?.sourceSnapshotId,
+      uploaderType: "kopia",
+      podName: "cjoc-0",
+      podNamespace: "cbci",
+    });
+    expect(infos[3]?.csiSnapshot?.snapshotHandle).toBe("unknown");
+    expect(infos[3]?.dataMovement).toEqual({ snapshotHandle: pvs[3]?.sourceSnapshotId, dataMover: "velero" });
+    expect(infos.map((i) => i.pvName)).toEqual(pvs.map((p) => p.name));
+  });
+
+  it("reads a skipped volume and a Velero 1.13 entry (no result), keys in any case", () => {
+    // act
+    const [skipped, old] = parseVolumeInfo([
+      { pvcName: "c", pvcNamespace: "cbci", pvName: "pv-1", skipped: true, skippedReason: "no snapshotter" },
+      { PVName: "pv-2", BackupMethod: "PodVolumeBackup", PVBInfo: { SnapshotHandle: "abc", PodName: "p" } },
+    ]);
+    // assert
+    expect(skipped).toMatchObject({
+      pvName: "pv-1",
+      backupMethod: null,
+      skipped: true,
+      skippedReason: "no snapshotter",
+    });
+    expect(old).toMatchObject({
+      pvName: "pv-2",
+      backupMethod: "PodVolumeBackup",
+      result: null,
+      skipped: false,
+    });
+    expect(old?.podVolumeBackup).toMatchObject({ snapshotHandle: "abc", podName: "p" });
+    expect(() => parseVolumeInfo([{ skipped: "yes" }])).toThrow(
+      new InvalidBackupError("volumeinfo[0].skipped must be a boolean, got string"),
+    );
+  });
+});
+
 describe("rewriteBackupForFailover", () => {
+  it("keeps Velero 1.10's `PersistentVolumeName` spelling in the records it rewrites", () => {
+    // arrange
+    const legacy = { ...fixtureFiles(), volumeSnapshots: legacyVolumeSnapshotRecords() };
+    // act
+    const out = rewriteBackupForFailover(legacy, options());
+    // assert
+    for (const [i, record] of out.volumeSnapshots.entries()) {
+      expect(Object.keys(record.spec as Obj)).toContain("PersistentVolumeName");
+      expect(Object.keys(record.spec as Obj)).not.toContain("persistentVolumeName");
+      expect((record.status as Obj).providerSnapshotID).toBe(PVS[i]?.copySnapshotId);
+    }
+  });
+
   it("points every record at its copy and a failover zone, keeping every other field (unknown ones too)", () => {
     // arrange
     const files = fixtureFiles();

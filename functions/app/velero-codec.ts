@@ -7,6 +7,7 @@ import {
   parseVolumeSnapshots,
   rewriteBackupFileSet,
   type VolumeInfoEntry,
+  zoneMapFor,
 } from "../core/velero.js";
 
 /** How Velero backed the volume up (internal/volume/volumes_information.go's methods). */
@@ -90,12 +91,17 @@ export function veleroCodec(config: ReplicationConfig): VeleroCodec {
       }
       return state;
     },
-    rewrite(_name, files, copyOf) {
+    rewrite(_name, files, copyOf, backupRegion) {
       if (!velero) throw new Error("the Velero settings are required to publish failover metadata");
-      const sourceRegion = config.sourceRegions[0] ?? "";
+      // The backup's own region (its snapshots'); a backup without snapshots has no zone to map,
+      // so any configured source region will do.
+      const sourceRegion = backupRegion ?? config.sourceRegions[0] ?? "";
+      if (!config.sourceRegions.includes(sourceRegion)) {
+        throw new Error(`the backup's snapshots are in ${sourceRegion}, not a configured source region`);
+      }
       return rewriteBackupFileSet(files, {
         copyOf,
-        zoneMap: velero.zoneMap,
+        zoneMap: zoneMapFor(velero.zoneMap, sourceRegion),
         ...(velero.defaultZone ? { defaultZone: velero.defaultZone } : {}),
         sourceRegion,
         failoverRegion: config.failoverRegion,

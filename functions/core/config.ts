@@ -181,7 +181,7 @@ export function loadConfig(env: Env): ReplicationConfig {
   if (kmsKeyId !== undefined) config.kmsKeyId = kmsKeyId;
   if (completionDurationMinutes !== undefined) config.completionDurationMinutes = completionDurationMinutes;
   if (accountId !== undefined) config.accountId = accountId;
-  const velero = loadVeleroConfig(env, failoverRegion);
+  const velero = loadVeleroConfig(env, failoverRegion, sourceRegions);
   if (velero) config.velero = velero;
   return config;
 }
@@ -254,7 +254,11 @@ export function layoutProblem(
 }
 
 /** The Velero settings, or undefined when VELERO_BUCKET is not set (registration off). */
-function loadVeleroConfig(env: Env, failoverRegion: string): VeleroConfig | undefined {
+function loadVeleroConfig(
+  env: Env,
+  failoverRegion: string,
+  sourceRegions: readonly string[],
+): VeleroConfig | undefined {
   const bucket = optional(env, ENV.veleroBucket);
   if (bucket === undefined) return undefined;
   if (!BUCKET_NAME.test(bucket)) {
@@ -273,12 +277,30 @@ function loadVeleroConfig(env: Env, failoverRegion: string): VeleroConfig | unde
     }
     return zone;
   };
+  // Per source region: each backup is rewritten with its own region's entries (velero.ts zoneMapFor).
+  const regionOf = (zone: string) =>
+    sourceRegions.find((r) => zone.length === r.length + 1 && zone.startsWith(r));
+  const covered = new Set<string>();
   for (const [from, to] of Object.entries(zoneMap)) {
     if (!ZONE_PATTERN.test(from))
       throw new ConfigError(`${ENV.zoneMap} has an invalid source zone "${from}"`);
+    const source = regionOf(from);
+    if (source === undefined) {
+      throw new ConfigError(
+        `${ENV.zoneMap} maps "${from}", which is not a zone of a source region (${sourceRegions.join(", ")})`,
+      );
+    }
+    covered.add(source);
     inFailover(ENV.zoneMap, to);
   }
   const defaultZone = optional(env, ENV.defaultZone);
+  const uncovered = sourceRegions.filter((r) => !covered.has(r));
+  if (defaultZone === undefined && uncovered.length > 0) {
+    throw new ConfigError(
+      `${ENV.zoneMap} maps no zone of the source region(s) ${uncovered.join(", ")} and ${ENV.defaultZone} ` +
+        "is not set: their backups could not be published. Map their zones or set a default zone",
+    );
+  }
   const prefix = prefixOf(optional(env, ENV.veleroPrefix) ?? "");
   const failoverPrefix = prefixOf(optional(env, ENV.failoverPrefix) ?? "failover");
   const combined = optional(env, ENV.combinedIds) ?? "false";

@@ -6,6 +6,7 @@ import {
   snapshotsToCopy,
 } from "./backup.js";
 import { errorMessage } from "./errors.js";
+import type { SnapshotRecord } from "./model.js";
 import type {
   BackupLedger,
   Clock,
@@ -25,6 +26,8 @@ export interface VeleroCodec {
     name: string,
     files: Record<string, Uint8Array>,
     copyOf: ReadonlyMap<string, string>,
+    /** The region the backup's snapshots were taken in; undefined when it has none. */
+    sourceRegion: string | undefined,
   ): Record<string, Uint8Array>;
 }
 
@@ -65,6 +68,25 @@ export type RetireOutcome =
 export type RegisterOutcome =
   | { status: "registered" | "stale"; evaluation?: EvaluateResult }
   | { status: "gone"; reason: string; retention: RetireOutcome };
+
+/**
+ * The source region of a backup, from its own snapshots (a Velero backup comes from one cluster, so
+ * one region): undefined when it has none, an error when they disagree. With several source regions
+ * configured, each backup's zones are mapped from its own region, never from the first configured.
+ */
+export function sourceRegionOf(
+  backup: string,
+  records: Iterable<Pick<SnapshotRecord, "sourceSnapshotId" | "sourceRegion">>,
+): string | undefined {
+  const regions = new Set<string>();
+  for (const r of records) regions.add(r.sourceRegion);
+  if (regions.size > 1) {
+    throw new Error(
+      `backup ${backup} has snapshots in several regions (${[...regions].sort().join(", ")}); a Velero backup comes from one cluster`,
+    );
+  }
+  return [...regions][0];
+}
 
 /**
  * The newest DR-ready backup of each schedule (ad-hoc backups form one group): the recovery points
@@ -131,7 +153,7 @@ export class BackupRegistry {
     if (e.verdict === "dr-ready" && !backup.drReadyAt) {
       const copyOf = new Map<string, string>();
       for (const [id, r] of copies) if (r.copySnapshotId) copyOf.set(id, r.copySnapshotId);
-      const published = await this.publish(backup, copyOf);
+      const published = await this.publish(backup, copyOf, sourceRegionOf(name, copies.values()));
       const first = await ledger.recordVerdict(name, e, now.toISOString(), published);
       const done = Date.parse(backup.completionTimestamp ?? "");
       const lag = Number.isNaN(done) ? undefined : Math.max(0, (now.getTime() - done) / 1000);
@@ -159,10 +181,14 @@ export class BackupRegistry {
     return e;
   }
 
-  private async publish(backup: StoredBackup, copyOf: ReadonlyMap<string, string>) {
+  private async publish(
+    backup: StoredBackup,
+    copyOf: ReadonlyMap<string, string>,
+    sourceRegion: string | undefined,
+  ) {
     const { bucket, codec } = this.deps;
     const files = await bucket.files(backup.name);
-    const replaced = codec.rewrite(backup.name, files, copyOf);
+    const replaced = codec.rewrite(backup.name, files, copyOf, sourceRegion);
     return bucket.publish(backup.name, replaced);
   }
 

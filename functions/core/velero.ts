@@ -551,6 +551,17 @@ export interface RewrittenBackup {
 export const isZoneOf = (zone: string, region: string) =>
   zone.startsWith(region) && /^(?:[a-z]|-[a-z0-9-]*[a-z0-9])$/.test(zone.slice(region.length));
 
+/**
+ * The part of a zone map (possibly covering several source regions) that concerns one source
+ * region: a backup is rewritten with the entries of its own region only.
+ */
+export function zoneMapFor(
+  zoneMap: Readonly<Record<string, string>>,
+  sourceRegion: string,
+): Record<string, string> {
+  return Object.fromEntries(Object.entries(zoneMap).filter(([from]) => isZoneOf(from, sourceRegion)));
+}
+
 function validateOptions(o: FailoverOptions): void {
   for (const [name, region] of [
     ["source region", o.sourceRegion],

@@ -348,6 +348,39 @@ describe("loadConfig: the failover metadata's layout (checked at cold start too)
   });
 });
 
+describe("loadConfig: the zone map, per source region", () => {
+  const env = {
+    LEDGER_TABLE: "t",
+    SOURCE_REGIONS: "us-east-1,eu-west-1",
+    FAILOVER_REGION: "us-west-2",
+    VELERO_BUCKET: "acme-velero",
+    VELERO_PREFIX: "cbci",
+  };
+
+  it("accepts one map over several source regions", () => {
+    const config = loadConfig({ ...env, ZONE_MAP: "us-east-1a=us-west-2a,eu-west-1b=us-west-2c" });
+    expect(config.velero?.zoneMap).toEqual({ "us-east-1a": "us-west-2a", "eu-west-1b": "us-west-2c" });
+  });
+
+  it.each([
+    [
+      { ZONE_MAP: "us-east-1a=us-west-2a" },
+      "ZONE_MAP maps no zone of the source region(s) eu-west-1 and DEFAULT_ZONE is not set: their backups could not be published",
+    ],
+    [
+      { ZONE_MAP: "us-east-1a=us-west-2a,eu-west-1a=us-west-2b,ap-south-1a=us-west-2c" },
+      'ZONE_MAP maps "ap-south-1a", which is not a zone of a source region (us-east-1, eu-west-1)',
+    ],
+  ])("refuses %o", (zones, message) => {
+    expect(() => loadConfig({ ...env, ...zones })).toThrow(message);
+  });
+
+  it("takes DEFAULT_ZONE for a source region the map does not cover", () => {
+    const config = loadConfig({ ...env, ZONE_MAP: "us-east-1a=us-west-2a", DEFAULT_ZONE: "us-west-2b" });
+    expect(config.velero?.defaultZone).toBe("us-west-2b");
+  });
+});
+
 describe("configToEnv", () => {
   it("round-trips a full configuration through loadConfig", () => {
     // arrange

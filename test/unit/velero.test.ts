@@ -1,6 +1,7 @@
 import { gunzipSync, gzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { ConfigError, DrError } from "../../functions/core/errors.js";
+import { sourceRegionOf } from "../../functions/core/registry.js";
 import {
   type FailoverOptions,
   gunzipJson,
@@ -12,6 +13,7 @@ import {
   rewriteBackupFileSet,
   rewriteBackupForFailover,
   UnknownZoneError,
+  zoneMapFor,
 } from "../../functions/core/velero.js";
 import { listTarEntries, tarEntryData } from "../../functions/core/velero-rewrite.js";
 import * as files from "../../local/velero-files.js";
@@ -616,5 +618,32 @@ describe("rewriteBackupFileSet", () => {
       rewriteBackupFileSet({ ...files, [`${BACKUP}-volumesnapshots.json.gz`]: gzipSync("{oops") }, options()),
     ).toThrow(InvalidBackupError);
     expect(() => gunzipJson(Buffer.from("plain"), "x.json.gz")).toThrow(/^x\.json\.gz is not gzip/);
+  });
+});
+
+describe("zoneMapFor: one source region's part of the zone map", () => {
+  it("keeps the entries of that region only (Local Zones included)", () => {
+    const map = { "us-east-1a": "us-west-2a", "us-east-1-bos-1a": "us-west-2b", "eu-west-1a": "us-west-2c" };
+    expect(zoneMapFor(map, "us-east-1")).toEqual({
+      "us-east-1a": "us-west-2a",
+      "us-east-1-bos-1a": "us-west-2b",
+    });
+    expect(zoneMapFor(map, "eu-west-1")).toEqual({ "eu-west-1a": "us-west-2c" });
+    expect(zoneMapFor(map, "us-east-2")).toEqual({});
+  });
+});
+
+describe("sourceRegionOf: a backup's source region, from its own snapshots", () => {
+  const rec = (sourceRegion: string, id: string) => ({ sourceSnapshotId: id, sourceRegion });
+
+  it("is the one region its snapshots are in, and undefined without snapshots", () => {
+    expect(sourceRegionOf("b", [rec("eu-west-1", "snap-1"), rec("eu-west-1", "snap-2")])).toBe("eu-west-1");
+    expect(sourceRegionOf("b", [])).toBeUndefined();
+  });
+
+  it("refuses snapshots in two regions, naming the backup and both", () => {
+    expect(() => sourceRegionOf("cbci-1", [rec("us-east-1", "snap-1"), rec("eu-west-1", "snap-2")])).toThrow(
+      "backup cbci-1 has snapshots in several regions (eu-west-1, us-east-1)",
+    );
   });
 });

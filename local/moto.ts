@@ -36,19 +36,26 @@ const SERIAL_MOTO = [
   "sys.exit(main(sys.argv[1:]))",
 ].join("\n");
 
+const THREADED_MOTO = ["import sys", "from moto.server import main", "sys.exit(main(sys.argv[1:]))"].join(
+  "\n",
+);
+
 /**
  * Starts the emulator on a free loopback port and waits until it answers.
  * MOTO_EC2_LOAD_DEFAULT_AMIS=false keeps each region free of ~1,200 AMI snapshots, which would
  * otherwise slow DescribeSnapshots down about sixty-fold.
+ * `threaded` starts stock (threaded) moto_server instead, for S3 only: streaming one object into
+ * another (a GetObject read while parts are uploaded) waits on two requests at once, which the
+ * serial emulator cannot serve once the object outgrows the sockets' buffers. Never for DynamoDB.
  */
-export async function startMoto(options: { timeoutMs?: number } = {}): Promise<Moto> {
+export async function startMoto(options: { timeoutMs?: number; threaded?: boolean } = {}): Promise<Moto> {
   const port = await freePort();
   const endpoint = `http://127.0.0.1:${port}`;
   let proc: ChildProcess;
   try {
     proc = spawn(
       process.env.MOTO_PYTHON ?? "python3",
-      ["-c", SERIAL_MOTO, "-H", "127.0.0.1", "-p", String(port)],
+      ["-c", options.threaded ? THREADED_MOTO : SERIAL_MOTO, "-H", "127.0.0.1", "-p", String(port)],
       {
         env: { ...process.env, MOTO_EC2_LOAD_DEFAULT_AMIS: "false" },
         stdio: ["ignore", "ignore", "pipe"],

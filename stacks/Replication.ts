@@ -37,10 +37,26 @@ const QUEUE_CONSUMER_TIMEOUT = Duration.seconds(60);
 const SWEEP_TIMEOUT = Duration.seconds(120);
 /**
  * A copy poller run looks for at most POLL_WINDOW_MS (50 s, functions/app/poll.ts) and then stops;
- * the next run starts a minute later, so a run never outlives the next one's start.
+ * the next run starts a minute later, so a run never outlives the next one's start, unless it
+ * publishes a backup (PUBLISH_TIMEOUT): two runs at once are safe (each copy settles once, by the
+ * ledger's conditions, as with copy-completed; publishing is idempotent).
  */
 const POLL_TIMEOUT = Duration.seconds(60);
 const RECOVERY_POINT_TIMEOUT = Duration.seconds(30);
+/**
+ * With Velero's bucket, copy-completed, register, the copy poller and the sweep also publish
+ * DR-ready backups (small files read whole, the tarball streamed through the rewrite:
+ * functions/core/velero-stream.ts). `npm run bench:publish` (README, Measured), 50,000 resources
+ * and a 216 MiB tarball (634 MiB of tar): peak RSS 136-142 MiB, 68 MiB of it before publishing
+ * (124 MiB for a 43 MiB tarball: it does not follow the backup's size), 15 s of CPU on one x86
+ * core. Lambda's CPU follows memory (1,769 MB = one vCPU): at 1,024 MB (0.58 vCPU, 7x the peak RSS)
+ * that backup takes about 26 s, and PUBLISH_TIMEOUT allows 4x that: a tarball near 800 MiB, or a
+ * slower arm64 core.
+ */
+const PUBLISH_MEMORY_MB = 1024;
+const PUBLISH_TIMEOUT = Duration.seconds(120);
+/** The sweep may publish several backups in a run; every 5 minutes, so it still ends before the next. */
+const PUBLISHING_SWEEP_TIMEOUT = Duration.seconds(300);
 /** The oldest message waiting longer than this means the consumer is stuck or failing. */
 const QUEUE_AGE_ALARM_SECONDS = 900;
 
@@ -129,10 +145,13 @@ export function Replication({ stack }: StackContext) {
   const alarmAction = new SnsAction(alerts);
 
   // --- Queues ---------------------------------------------------------------------------------
-  const snapshotEvents = queueWithDlq(stack, "SnapshotEvents", QUEUE_CONSUMER_TIMEOUT);
-  const copyEvents = queueWithDlq(stack, "CopyEvents", QUEUE_CONSUMER_TIMEOUT);
   const { velero } = config;
-  const backupEvents = velero ? queueWithDlq(stack, "BackupEvents", QUEUE_CONSUMER_TIMEOUT) : undefined;
+  // With Velero's bucket, copy-completed (and register) publish backups: longer timeouts, more memory.
+  const publisherTimeout = velero ? PUBLISH_TIMEOUT : QUEUE_CONSUMER_TIMEOUT;
+  const publisherMemory = velero ? { memorySize: PUBLISH_MEMORY_MB } : {};
+  const snapshotEvents = queueWithDlq(stack, "SnapshotEvents", QUEUE_CONSUMER_TIMEOUT);
+  const copyEvents = queueWithDlq(stack, "CopyEvents", publisherTimeout);
+  const backupEvents = velero ? queueWithDlq(stack, "BackupEvents", PUBLISH_TIMEOUT) : undefined;
   const queues: Record<string, QueuePair> = {
     SnapshotEvents: snapshotEvents,
     CopyEvents: copyEvents,
@@ -261,9 +280,10 @@ export function Replication({ stack }: StackContext) {
   const copyCompleted = fn(
     "CopyCompleted",
     HANDLERS.copyCompleted,
-    QUEUE_CONSUMER_TIMEOUT,
+    publisherTimeout,
     "Settles finished copies and admits waiting ones",
     [...replicationPermissions(stack, settings, table), ...bucketAccess],
+    publisherMemory,
   );
   copyCompleted.addEventSource(batchSource(copyEvents.queue, settings.queueMaxConcurrency));
 
@@ -291,6 +311,7 @@ export function Replication({ stack }: StackContext) {
       [...replicationPermissions(stack, settings, table), ...bucketAccess],
       {
         retryAttempts: 0,
+        ...publisherMemory,
       },
     );
     new events.Rule(stack, `${id}Schedule`, {
@@ -315,7 +336,7 @@ export function Replication({ stack }: StackContext) {
   const sweep = scheduled(
     "Sweep",
     HANDLERS.sweep,
-    SWEEP_TIMEOUT,
+    velero ? PUBLISHING_SWEEP_TIMEOUT : SWEEP_TIMEOUT,
     "Reconciles the ledger and admits copies",
     Duration.minutes(5),
     "Every 5 minutes: reconcile the ledger with EC2 and admit waiting copies",
@@ -333,7 +354,7 @@ export function Replication({ stack }: StackContext) {
       ? scheduled(
           "CopyPoller",
           HANDLERS.poll,
-          POLL_TIMEOUT,
+          velero ? PUBLISH_TIMEOUT : POLL_TIMEOUT,
           "Settles finished copies before their events while copies wait, and admits waiting ones",
           Duration.minutes(1),
           `Every minute: while copies wait for a slot, look for finished copies every ${config.pollSeconds} s`,
@@ -384,9 +405,12 @@ export function Replication({ stack }: StackContext) {
     register = fn(
       "Register",
       HANDLERS.register,
-      QUEUE_CONSUMER_TIMEOUT,
-      "Registers Velero backups from their bucket and publishes the DR-ready ones",
-      [...backupLedgerPermissions(table), ...bucketAccess],
+      PUBLISH_TIMEOUT,
+      "Registers Velero backups from their bucket, copies their CSI snapshots, publishes the DR-ready ones",
+      // A backup's CSI snapshots are named only in its files: registration records and copies them
+      // as replicate does for Velero-tagged snapshots, so it has replicate's permissions too.
+      [...replicationPermissions(stack, settings, table), ...bucketAccess],
+      publisherMemory,
     );
     register.addEventSource(batchSource(backupEvents.queue, settings.queueMaxConcurrency));
 
@@ -466,7 +490,7 @@ export function Replication({ stack }: StackContext) {
     // name (README, "KMS").
     CopyRoleArns: Fn.join(
       ",",
-      [replicate, copyCompleted, sweep, poll].flatMap((f) => (f?.role ? [f.role.roleArn] : [])),
+      [replicate, copyCompleted, sweep, poll, register].flatMap((f) => (f?.role ? [f.role.roleArn] : [])),
     ),
   });
   return {
@@ -726,10 +750,11 @@ export function veleroBucketPermissions(stack: Stack, velero: VeleroConfig): iam
           list("VeleroBackupsList", bucket, [source]),
           list("FailoverMetadataList", failoverBucket, [target]),
         ]),
-    // Publishing writes the failover copy; retention deletes it when Velero deletes the backup.
+    // Publishing writes the failover copy (the tarball in parts, discarded when its rewrite fails);
+    // retention deletes it when Velero deletes the backup.
     new iam.PolicyStatement({
       sid: "FailoverMetadataWrite",
-      actions: ["s3:PutObject", "s3:DeleteObject"],
+      actions: ["s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"],
       resources: [`${failoverBucket}/${target}*`],
     }),
   ];
@@ -758,27 +783,6 @@ export function copyRetentionPermissions(stack: Stack, failoverRegion: string): 
         ),
       ],
       conditions: { Null: { [`aws:ResourceTag/${SOURCE_SNAPSHOT_TAG}`]: "false" } },
-    }),
-  ];
-}
-
-/**
- * Registration (functions/core/registry.ts through the ledger's backup half): it upserts a backup
- * item, reads it back, reads its snapshots' records in batches, and records the verdict. It admits
- * no copy, so its only EC2 permission is retention's (deleting our copies of deleted backups).
- */
-export function backupLedgerPermissions(table: dynamodb.ITable): iam.PolicyStatement[] {
-  return [
-    new iam.PolicyStatement({
-      sid: "LedgerBackupItems",
-      actions: ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"],
-      resources: [table.tableArn],
-    }),
-    // Retention lists the registered backups to find each schedule's newest DR-ready one.
-    new iam.PolicyStatement({
-      sid: "LedgerStatusIndex",
-      actions: ["dynamodb:Query"],
-      resources: [`${table.tableArn}/index/${STATUS_INDEX}`],
     }),
   ];
 }

@@ -1,3 +1,4 @@
+import { Readable } from "node:stream";
 import { gunzipSync } from "node:zlib";
 import {
   CopyObjectCommand,
@@ -8,7 +9,9 @@ import {
   type S3Client,
 } from "@aws-sdk/client-s3";
 import type { VeleroConfig } from "../core/config.js";
-import type { VeleroBackupFiles, VeleroBucket } from "../core/ports.js";
+import type { TarballRewrite, VeleroBackupFiles, VeleroBucket } from "../core/ports.js";
+import { InvalidBackupError } from "../core/velero.js";
+import { S3UploadSink, type UploadOptions } from "./s3-upload.js";
 
 const notFound = (err: unknown) => {
   const name = (err as { name?: string })?.name;
@@ -26,6 +29,8 @@ export class S3VeleroBucket implements VeleroBucket {
   constructor(
     private readonly s3: S3Client,
     private readonly config: Pick<VeleroConfig, "bucket" | "prefix" | "failoverBucket" | "failoverPrefix">,
+    /** How the rewritten tarball is uploaded (tests make parts small). */
+    private readonly upload: UploadOptions = {},
   ) {}
 
   private dir(prefix: string, name: string): string {
@@ -76,12 +81,13 @@ export class S3VeleroBucket implements VeleroBucket {
     return keys;
   }
 
-  async files(name: string): Promise<Record<string, Uint8Array>> {
+  /** Only the named files: the rest of a backup (the tarball, logs, ...) is never downloaded here. */
+  async files(name: string, names: readonly string[]): Promise<Record<string, Uint8Array>> {
     const dir = this.dir(this.config.prefix, name);
     const out: Record<string, Uint8Array> = {};
-    for (const key of await this.list(dir)) {
-      const o = await this.get(key);
-      if (o) out[key.slice(dir.length)] = o.body;
+    for (const file of new Set(names)) {
+      const o = await this.get(`${dir}${file}`);
+      if (o) out[file] = o.body;
     }
     return out;
   }
@@ -89,33 +95,66 @@ export class S3VeleroBucket implements VeleroBucket {
   async publish(
     name: string,
     replaced: Record<string, Uint8Array>,
+    tarball?: TarballRewrite,
   ): Promise<{ prefix: string; objects: number }> {
     const from = this.dir(this.config.prefix, name);
     const to = this.dir(this.config.failoverPrefix, name);
-    const names = new Set([
-      ...(await this.list(from)).map((k) => k.slice(from.length)),
-      ...Object.keys(replaced),
-    ]);
-    const ordered = [...names].sort(
-      (a, b) => Number(a === "velero-backup.json") - Number(b === "velero-backup.json"),
-    );
+    const stored = new Set((await this.list(from)).map((k) => k.slice(from.length)));
+    if (tarball && !stored.has(tarball.file)) {
+      throw new InvalidBackupError(`no ${tarball.file}: the backup is incomplete`);
+    }
+    const names = new Set([...stored, ...Object.keys(replaced)]);
+    // The tarball first (the one file that can turn out unreadable), velero-backup.json last.
+    const rank = (file: string) => (file === tarball?.file ? -1 : Number(file === "velero-backup.json"));
+    const ordered = [...names].sort((a, b) => rank(a) - rank(b));
     for (const file of ordered) {
       const body = replaced[file];
       if (body) {
         await this.s3.send(
           new PutObjectCommand({ Bucket: this.config.failoverBucket, Key: `${to}${file}`, Body: body }),
         );
+      } else if (file === tarball?.file && tarball.rewrite) {
+        await this.rewriteTarball(`${from}${file}`, `${to}${file}`, tarball.rewrite);
       } else {
-        await this.s3.send(
-          new CopyObjectCommand({
-            Bucket: this.config.failoverBucket,
-            Key: `${to}${file}`,
-            CopySource: `${this.config.bucket}/${encodeURIComponent(`${from}${file}`).replace(/%2F/g, "/")}`,
-          }),
-        );
+        await this.copy(`${from}${file}`, `${to}${file}`);
       }
     }
     return { prefix: to, objects: ordered.length };
+  }
+
+  /** Server-side: the bytes never pass through this function. */
+  private async copy(from: string, to: string): Promise<void> {
+    await this.s3.send(
+      new CopyObjectCommand({
+        Bucket: this.config.failoverBucket,
+        Key: to,
+        CopySource: `${this.config.bucket}/${encodeURIComponent(from).replace(/%2F/g, "/")}`,
+      }),
+    );
+  }
+
+  /**
+   * Streams the tarball from the source through the rewrite into a multipart upload; when no entry
+   * changed, the upload is discarded and the stored tarball copied instead (byte for byte, as before).
+   */
+  private async rewriteTarball(
+    from: string,
+    to: string,
+    rewrite: NonNullable<TarballRewrite["rewrite"]>,
+  ): Promise<void> {
+    const sink = new S3UploadSink(this.s3, this.config.failoverBucket, to, this.upload);
+    try {
+      const out = await this.s3.send(new GetObjectCommand({ Bucket: this.config.bucket, Key: from }));
+      if (!(out.Body instanceof Readable))
+        throw new Error(`s3://${this.config.bucket}/${from}: no body stream`);
+      const { replaced } = await rewrite(out.Body, sink);
+      if (replaced > 0) return await sink.complete();
+      await sink.abort();
+    } catch (err) {
+      await sink.abort();
+      throw err;
+    }
+    await this.copy(from, to);
   }
 
   async unpublish(name: string): Promise<number> {

@@ -23,6 +23,7 @@ export function withRegistry(rt: Runtime, options: { s3?: S3Client; codec?: Vele
       clock: rt.clock,
       log: rt.logger,
       onReady: (ready) => publishReady(rt.metrics, ready),
+      snapshots: rt.plane,
     },
     {
       allowedWarnings: velero.allowedWarnings,

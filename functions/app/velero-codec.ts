@@ -9,6 +9,7 @@ import {
   type VolumeInfoEntry,
   zoneMapFor,
 } from "../core/velero.js";
+import { publication, rewriteInputs } from "../core/velero-stream.js";
 
 /** How Velero backed the volume up (internal/volume/volumes_information.go's methods). */
 function methodOf(e: VolumeInfoEntry): VolumeMethod {
@@ -91,6 +92,7 @@ export function veleroCodec(config: ReplicationConfig): VeleroCodec {
       }
       return state;
     },
+    rewriteInputs,
     rewrite(_name, files, copyOf, backupRegion) {
       if (!velero) throw new Error("the Velero settings are required to publish failover metadata");
       // The backup's own region (its snapshots'); a backup without snapshots has no zone to map,
@@ -99,14 +101,21 @@ export function veleroCodec(config: ReplicationConfig): VeleroCodec {
       if (!config.sourceRegions.includes(sourceRegion)) {
         throw new Error(`the backup's snapshots are in ${sourceRegion}, not a configured source region`);
       }
-      return rewriteBackupFileSet(files, {
-        copyOf,
-        zoneMap: zoneMapFor(velero.zoneMap, sourceRegion),
-        ...(velero.defaultZone ? { defaultZone: velero.defaultZone } : {}),
-        sourceRegion,
-        failoverRegion: config.failoverRegion,
-        combinedIds: velero.combinedIds,
-      }).replaced;
+      // The tarball is not read here: publishing streams it (functions/core/velero-stream.ts).
+      return publication(
+        rewriteBackupFileSet(
+          files,
+          {
+            copyOf,
+            zoneMap: zoneMapFor(velero.zoneMap, sourceRegion),
+            ...(velero.defaultZone ? { defaultZone: velero.defaultZone } : {}),
+            sourceRegion,
+            failoverRegion: config.failoverRegion,
+            combinedIds: velero.combinedIds,
+          },
+          "stream",
+        ),
+      );
     },
   };
 }

@@ -231,7 +231,7 @@ function volumeProblems(b: BackupState, o: EvaluateOptions): { problems: string[
       case "csi":
         if (!o.csiSnapshotsCopied) {
           problems.push(
-            `CSI snapshot ${v.snapshotHandle || "(no handle)"} of ${name} is not copied: CSI snapshots are not replicated yet`,
+            `CSI snapshot ${v.snapshotHandle || "(no handle)"} of ${name}: its copy is made, but the failover metadata does not name CSI copies yet, so a restore would use the source-region snapshot`,
           );
         } else if (!v.snapshotHandle) {
           problems.push(`CSI snapshot of ${name} has no snapshot handle`);
@@ -297,7 +297,7 @@ export function evaluateBackup(
   if (csiUnnamed && !o.csiSnapshotsCopied) {
     return v(
       "not-ready",
-      `status counts ${b.csiVolumeSnapshotsAttempted} CSI volume snapshot(s) and no volumeinfo names them: CSI snapshots are not replicated yet`,
+      `status counts ${b.csiVolumeSnapshotsAttempted} CSI volume snapshot(s) and no volumeinfo names them, so they cannot be found and copied`,
     );
   }
   // Velero writes the list for every backup (`null` without native snapshots), right after the

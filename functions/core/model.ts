@@ -6,6 +6,7 @@
 export const VELERO_BACKUP_TAG = "velero.io/backup";
 export const VELERO_PV_TAG = "velero.io/pv";
 export const VELERO_SCHEDULE_TAG = "velero.io/schedule-name";
+export const VELERO_STORAGE_LOCATION_TAG = "velero.io/storage-location";
 
 /** Our own tags on every copy, so a copy can be traced to its source without the ledger. */
 export const SOURCE_SNAPSHOT_TAG = "dr.velero.io/source-snapshot-id";

@@ -11,6 +11,7 @@ import {
   VELERO_BACKUP_TAG,
   VELERO_PV_TAG,
   VELERO_SCHEDULE_TAG,
+  VELERO_STORAGE_LOCATION_TAG,
 } from "./model.js";
 import type {
   Admission,
@@ -38,6 +39,18 @@ export interface IngestRequest {
   key: string;
   snapshotId: string;
   region: string;
+  /**
+   * What a Velero backup's own files say of a snapshot that does not carry Velero's tags (a CSI
+   * snapshot: the EBS CSI driver tags it `CSIVolumeSnapshotName`, not `velero.io/backup`), merged
+   * over the snapshot's tags: the backup, the PV, the schedule. The copy is tagged with them too.
+   */
+  tags?: Tags;
+}
+
+/** A snapshot a Velero backup names in its files (volumeinfo) rather than by tags. */
+export interface BackupSnapshot {
+  snapshotId: string;
+  pvName?: string;
 }
 
 export type IngestOutcome =
@@ -335,11 +348,57 @@ export class ReplicationPlane {
    * A described snapshot's record to write (waiting), or why not; a failed one is recorded as
    * failed here.
    */
+  /**
+   * Records the snapshots a Velero backup names in its files but that carry no Velero tags (CSI
+   * snapshots), as that backup's, and admits copies as `intake` does. Their region is not in the
+   * files: each configured source region is asked (one DescribeSnapshots each, for the ids not found
+   * yet). Idempotent: snapshots already recorded come back `duplicate`.
+   */
+  async intakeBackupSnapshots(
+    backup: { name: string; schedule?: string; storageLocation?: string },
+    snapshots: readonly BackupSnapshot[],
+  ): Promise<{ outcomes: Map<string, IngestOutcome>; admit?: AdmitReport }> {
+    const regionOf = new Map<string, string>();
+    for (const region of this.config.sourceRegions) {
+      const ids = snapshots.map((s) => s.snapshotId).filter((id) => !regionOf.has(id));
+      if (ids.length === 0) break;
+      for (const s of await this.deps.sources.describe(region, [...new Set(ids)]))
+        regionOf.set(s.snapshotId, region);
+    }
+    const outcomes = new Map<string, IngestOutcome>();
+    const requests: IngestRequest[] = [];
+    for (const s of snapshots) {
+      const region = regionOf.get(s.snapshotId);
+      if (region === undefined) {
+        outcomes.set(s.snapshotId, {
+          status: "retry",
+          reason: `snapshot ${s.snapshotId} of backup ${backup.name} not found in ${this.config.sourceRegions.join(", ")} (yet)`,
+        });
+        continue;
+      }
+      requests.push({
+        key: s.snapshotId,
+        snapshotId: s.snapshotId,
+        region,
+        tags: {
+          [VELERO_BACKUP_TAG]: backup.name,
+          ...(s.pvName ? { [VELERO_PV_TAG]: s.pvName } : {}),
+          ...(backup.schedule ? { [VELERO_SCHEDULE_TAG]: backup.schedule } : {}),
+          ...(backup.storageLocation ? { [VELERO_STORAGE_LOCATION_TAG]: backup.storageLocation } : {}),
+        },
+      });
+    }
+    const taken = await this.intake(requests);
+    for (const [k, o] of taken.outcomes) outcomes.set(k, o);
+    return { outcomes, ...(taken.admit ? { admit: taken.admit } : {}) };
+  }
+
   private async classify(
     r: IngestRequest,
-    s: SourceSnapshot | undefined,
+    found: SourceSnapshot | undefined,
   ): Promise<IngestOutcome | { record: SnapshotRecord }> {
-    if (!s) return { status: "retry", reason: `snapshot ${r.snapshotId} not found in ${r.region} (yet)` };
+    if (!found) return { status: "retry", reason: `snapshot ${r.snapshotId} not found in ${r.region} (yet)` };
+    const s = r.tags ? { ...found, tags: { ...found.tags, ...r.tags } } : found;
     const why = ineligibility(s.tags, this.config);
     if (why) return { status: "skipped", reason: why };
     if (s.state === "error") {

@@ -1,3 +1,4 @@
+import type { Readable, Writable } from "node:stream";
 import type { BackupState, Evaluation } from "./backup.js";
 import type { SnapshotRecord, SourceSnapshot, Tags } from "./model.js";
 
@@ -219,17 +220,41 @@ export interface VeleroBackupFiles {
   volumeInfo?: unknown;
 }
 
+/** The tarball of a failover copy: `<name>.tar.gz`, which every backup must have. */
+export interface TarballRewrite {
+  file: string;
+  /**
+   * Streams the stored tarball (gzip) from `source` through the rewrite into `sink` (gzip), never
+   * holding it whole; resolves once `sink` has finished, with the number of entries replaced (none:
+   * the stored tarball is what the copy gets). Absent when no entry can change: copied as stored.
+   */
+  rewrite?: (source: Readable, sink: Writable) => Promise<{ entries: number; replaced: number }>;
+}
+
+/** What the failover copy of a backup changes: small files whole, and the tarball as a stream. */
+export interface FailoverRewrite {
+  /** File name -> its new bytes. */
+  replaced: Record<string, Uint8Array>;
+  tarball?: TarballRewrite;
+}
+
 /** Velero's bucket (in the failover region). */
 export interface VeleroBucket {
   /** The backup's current metadata, or undefined when velero-backup.json does not exist (deleted). */
   read(name: string): Promise<VeleroBackupFiles | undefined>;
   /**
-   * Writes the failover copy of a backup: every file of it under the failover prefix, the given
-   * ones replaced, velero-backup.json last (its presence is what Velero's sync looks for).
+   * Writes the failover copy of a backup under the failover prefix: the `replaced` files, the
+   * tarball through its streaming rewrite (first: a tarball that cannot be read fails the
+   * publication before anything else is written), every other file copied server-side (never
+   * read), velero-backup.json last (its presence is what Velero's sync looks for).
    */
-  publish(name: string, replaced: Record<string, Uint8Array>): Promise<{ prefix: string; objects: number }>;
-  /** Every file of the backup (name -> bytes), for the rewrite. */
-  files(name: string): Promise<Record<string, Uint8Array>>;
+  publish(
+    name: string,
+    replaced: Record<string, Uint8Array>,
+    tarball?: TarballRewrite,
+  ): Promise<{ prefix: string; objects: number }>;
+  /** The named files of the backup that exist (name -> bytes): only what the rewrite reads. */
+  files(name: string, names: readonly string[]): Promise<Record<string, Uint8Array>>;
   /** Deletes the backup's failover copy (velero-backup.json first, so Velero stops listing it). */
   unpublish(name: string): Promise<number>;
 }

@@ -7,9 +7,11 @@ import {
 } from "./backup.js";
 import { errorMessage } from "./errors.js";
 import type { SnapshotRecord } from "./model.js";
+import type { BackupSnapshot, IngestOutcome } from "./plane.js";
 import type {
   BackupLedger,
   Clock,
+  FailoverRewrite,
   Log,
   SnapshotCopier,
   StoredBackup,
@@ -21,14 +23,19 @@ import type {
 export interface VeleroCodec {
   /** What the bucket's files say of the backup. Throws on files that are not Velero's. */
   toState(name: string, files: VeleroBackupFiles): BackupState;
-  /** The files of the failover copy that differ from the source (snapshot ids, zones, PV topology). */
+  /** The files `rewrite` reads whole (never the tarball, which publishing streams, nor logs). */
+  rewriteInputs(name: string): string[];
+  /**
+   * The files of the failover copy that differ from the source (snapshot ids, zones, PV topology):
+   * small ones whole, the tarball as a streaming rewrite.
+   */
   rewrite(
     name: string,
     files: Record<string, Uint8Array>,
     copyOf: ReadonlyMap<string, string>,
     /** The region the backup's snapshots were taken in; undefined when it has none. */
     sourceRegion: string | undefined,
-  ): Record<string, Uint8Array>;
+  ): FailoverRewrite;
 }
 
 /** A backup that just became DR-ready (its failover metadata published, the verdict recorded). */
@@ -47,6 +54,17 @@ export interface RegistryDeps {
   codec: VeleroCodec;
   clock: Clock;
   log: Log;
+  /**
+   * Records and copies the snapshots a backup names only in its files (CSI snapshots: volumeinfo),
+   * as the replication plane does for Velero-tagged ones (`ReplicationPlane.intakeBackupSnapshots`).
+   * Without it (functions that do not register backups) nothing is ingested.
+   */
+  snapshots?: {
+    intakeBackupSnapshots(
+      backup: { name: string; schedule?: string; storageLocation?: string },
+      snapshots: readonly BackupSnapshot[],
+    ): Promise<{ outcomes: Map<string, IngestOutcome> }>;
+  };
   /**
    * Called once per backup, by whichever path judged it ready (registration, a copy event, the
    * copy poller or the sweep), after the verdict is durable: the place metrics are published.
@@ -130,7 +148,39 @@ export class BackupRegistry {
     const state = this.deps.codec.toState(name, files);
     const status = await this.deps.ledger.registerBackup({ ...state, metadataModified: files.modified });
     if (status === "stale") return { status };
+    await this.intakeCsiSnapshots(state);
     return { status: "registered", evaluation: await this.evaluate(name) };
+  }
+
+  /**
+   * A Completed backup's CSI snapshots (named by its volumeinfo, not tagged by Velero) are recorded
+   * as its own and copied like native ones, once: those the ledger already holds are left alone. A
+   * snapshot not found yet fails the registration, so its event is retried.
+   */
+  private async intakeCsiSnapshots(state: BackupState): Promise<void> {
+    const { snapshots, ledger, log } = this.deps;
+    if (!snapshots || state.phase !== "Completed") return;
+    const csi = (state.volumes ?? []).flatMap((v): BackupSnapshot[] =>
+      v.method === "csi" && !v.failed && v.snapshotHandle
+        ? [{ snapshotId: v.snapshotHandle, ...(v.pvName ? { pvName: v.pvName } : {}) }]
+        : [],
+    );
+    if (csi.length === 0) return;
+    const known = await ledger.getSnapshots(csi.map((c) => c.snapshotId));
+    const fresh = csi.filter((c) => !known.has(c.snapshotId));
+    if (fresh.length === 0) return;
+    const backup = {
+      name: state.name,
+      ...(state.schedule ? { schedule: state.schedule } : {}),
+      ...(state.storageLocation ? { storageLocation: state.storageLocation } : {}),
+    };
+    const { outcomes } = await snapshots.intakeBackupSnapshots(backup, fresh);
+    const retry = [...outcomes.values()].flatMap((o) => (o.status === "retry" ? [o.reason] : []));
+    const skipped = [...outcomes].flatMap(([id, o]) =>
+      o.status === "skipped" ? [`${id}: ${o.reason}`] : [],
+    );
+    if (skipped.length > 0) log.warn("CSI snapshots of a backup not copied", { backup: state.name, skipped });
+    if (retry.length > 0) throw new Error(`CSI snapshots of backup ${state.name}: ${retry.join("; ")}`);
   }
 
   /**
@@ -187,9 +237,9 @@ export class BackupRegistry {
     sourceRegion: string | undefined,
   ) {
     const { bucket, codec } = this.deps;
-    const files = await bucket.files(backup.name);
-    const replaced = codec.rewrite(backup.name, files, copyOf, sourceRegion);
-    return bucket.publish(backup.name, replaced);
+    const files = await bucket.files(backup.name, codec.rewriteInputs(backup.name));
+    const { replaced, tarball } = codec.rewrite(backup.name, files, copyOf, sourceRegion);
+    return bucket.publish(backup.name, replaced, tarball);
   }
 
   /**

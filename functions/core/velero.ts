@@ -72,6 +72,7 @@ import {
   listTarEntries,
   replaceTarData,
   type TarEntry,
+  type TarEntryEditor,
   TarFormatError,
   tarEntryData,
 } from "./velero-rewrite.js";
@@ -665,6 +666,41 @@ interface Plan {
 }
 
 /**
+ * The tarball's half of the rewrite, entry by entry: each PV object (`resources/persistentvolumes/`,
+ * under every API version directory) whose PV has a plan is moved to the plan's zone; every other
+ * entry is kept. The in-memory rewrite below and the streaming one (functions/core/velero-stream.ts)
+ * both edit through it. Idle when no PV has a plan (then no entry can change).
+ */
+export function failoverTarEditor(
+  file: string,
+  plans: ReadonlyMap<string, Pick<Plan, "zone">>,
+  failoverRegion: string,
+): TarEntryEditor & { persistentVolumes: Set<string> } {
+  const persistentVolumes = new Set<string>();
+  return {
+    idle: plans.size === 0,
+    persistentVolumes,
+    wants: (name, type) => (type === "0" || type === "7") && PV_ENTRY.test(name),
+    edit(name, data) {
+      let pv: unknown;
+      try {
+        pv = JSON.parse(data.toString("utf8"));
+      } catch (err) {
+        throw new InvalidBackupError(`${file}: ${name} is not JSON (${errorMessage(err)})`, { cause: err });
+      }
+      const pvName = isObj(pv) && isObj(pv.metadata) ? pv.metadata.name : undefined;
+      if (typeof pvName !== "string") {
+        throw new InvalidBackupError(`${file}: ${name} is not a PersistentVolume with a metadata.name`);
+      }
+      const plan = plans.get(pvName);
+      if (!plan || !retargetPersistentVolume(pv as Obj, plan.zone, failoverRegion)) return undefined;
+      persistentVolumes.add(pvName);
+      return Buffer.from(goJson(pv), "utf8");
+    },
+  };
+}
+
+/**
  * Rewrites a backup's files so stock Velero restores it in the failover region from the copies:
  * ids and zones in the snapshot records and volumeinfo, PV topology in the tarball (see the top of
  * this file). Throws MissingCopyError (naming each PV and source snapshot without a copy),
@@ -768,26 +804,14 @@ export function rewriteBackupForFailover(files: BackupFiles, options: FailoverOp
         throw new InvalidBackupError(`${file}: ${err.message}`, { cause: err });
       throw err;
     }
+    const editor = failoverTarEditor(file, plans, options.failoverRegion);
     const replacements = new Map<TarEntry, Buffer>();
     for (const entry of entries) {
-      if ((entry.type !== "0" && entry.type !== "7") || !PV_ENTRY.test(entry.name)) continue;
-      let pv: unknown;
-      try {
-        pv = JSON.parse(tarEntryData(tar, entry).toString("utf8"));
-      } catch (err) {
-        throw new InvalidBackupError(`${file}: ${entry.name} is not JSON (${errorMessage(err)})`, {
-          cause: err,
-        });
-      }
-      const name = isObj(pv) && isObj(pv.metadata) ? pv.metadata.name : undefined;
-      if (typeof name !== "string") {
-        throw new InvalidBackupError(`${file}: ${entry.name} is not a PersistentVolume with a metadata.name`);
-      }
-      const plan = plans.get(name);
-      if (!plan || !retargetPersistentVolume(pv as Obj, plan.zone, options.failoverRegion)) continue;
-      replacements.set(entry, Buffer.from(goJson(pv), "utf8"));
-      persistentVolumes.add(name);
+      if (!editor.wants(entry.name, entry.type)) continue;
+      const data = editor.edit(entry.name, tarEntryData(tar, entry));
+      if (data) replacements.set(entry, data);
     }
+    for (const pv of editor.persistentVolumes) persistentVolumes.add(pv);
     tarEntries = replacements.size;
     try {
       tarball = gzipSync(replaceTarData(tar, replacements));
@@ -833,12 +857,20 @@ export const backupFileNames = (name: string) => ({
  * Rewrites one backup given as file name -> bytes. Returns the files that change (the snapshot
  * list; volumeinfo and the tarball when something in them changed); the caller keeps every other
  * file as it is.
- * velero-backup.json, the snapshot list and the tarball are required.
+ * velero-backup.json, the snapshot list and the tarball are required. With `tarball` "stream" the
+ * tarball is neither required nor read: the result's `tarball.editor` rewrites its entries as it
+ * streams by (functions/core/velero-stream.ts), and the summary's tar counts stay 0.
  */
 export function rewriteBackupFileSet(
   files: Readonly<Record<string, Uint8Array>>,
   options: FailoverOptions,
-): { backup: VeleroBackup; replaced: Record<string, Buffer>; summary: RewriteSummary } {
+  tarball: "read" | "stream" = "read",
+): {
+  backup: VeleroBackup;
+  replaced: Record<string, Buffer>;
+  summary: RewriteSummary;
+  tarball?: { file: string; editor: TarEntryEditor };
+} {
   const metadata = files[METADATA_FILE];
   if (metadata === undefined)
     throw new InvalidBackupError(`no ${METADATA_FILE}: not a Velero backup directory`);
@@ -855,12 +887,18 @@ export function rewriteBackupFileSet(
     return bytes;
   };
   const volumeSnapshots = gunzipJson(need(names.volumeSnapshots), names.volumeSnapshots);
-  const tarball = need(names.tarball);
+  const tarBytes = tarball === "stream" ? undefined : need(names.tarball);
   const infoBytes = files[names.volumeInfo];
   const volumeInfo = infoBytes === undefined ? undefined : gunzipJson(infoBytes, names.volumeInfo);
-  const out = rewriteBackupForFailover({ backupJson, volumeSnapshots, volumeInfo, tarball }, options);
+  const out = rewriteBackupForFailover(
+    { backupJson, volumeSnapshots, volumeInfo, tarball: tarBytes },
+    options,
+  );
   const replaced: Record<string, Buffer> = { [names.volumeSnapshots]: gzipJson(out.volumeSnapshots) };
   if (out.volumeInfo && out.summary.volumeInfos > 0) replaced[names.volumeInfo] = gzipJson(out.volumeInfo);
   if (out.tarball && out.summary.tarEntries > 0) replaced[names.tarball] = out.tarball;
-  return { backup: out.backup, replaced, summary: out.summary };
+  if (tarball === "read") return { backup: out.backup, replaced, summary: out.summary };
+  const plans = new Map(Object.entries(out.summary.volumes));
+  const editor = failoverTarEditor(names.tarball, plans, options.failoverRegion);
+  return { backup: out.backup, replaced, summary: out.summary, tarball: { file: names.tarball, editor } };
 }

@@ -72,7 +72,7 @@ async function failoverObjects(plane: LocalPlane, backup: string): Promise<strin
 const start = () => new Date(Date.now() - 5 * 60_000);
 
 describe("DR-ready: volumes Velero backed up other than by native snapshots", () => {
-  it("a Completed backup whose volumes are all CSI snapshots is not DR-ready, naming each volume and its snapshot", async () => {
+  it("a Completed backup whose volumes are all CSI snapshots: each snapshot copied once, tagged with the backup and PV; not DR-ready yet, naming each volume", async () => {
     // arrange
     const { plane, primary } = await makePlane(moto(), { copyDelayMs: 1, config: { velero: VELERO } });
     await primary.addControllers(2);
@@ -110,13 +110,24 @@ describe("DR-ready: volumes Velero backed up other than by native snapshots", ()
     );
     for (const s of snaps) {
       expect(stored?.reason).toContain(
-        `CSI snapshot ${s.snapshotId} of pv ${s.pvName} is not copied: CSI snapshots are not replicated yet`,
+        `CSI snapshot ${s.snapshotId} of pv ${s.pvName}: its copy is made, but the failover metadata does not name CSI copies yet, so a restore would use the source-region snapshot`,
       );
     }
     expect(stored?.drReadyAt).toBeUndefined();
     expect(await failoverObjects(plane, name)).toEqual([]);
+    // registration found the CSI snapshots in the backup's volumeinfo (they carry no Velero tag) and
+    // copied each exactly once, tagged with the backup and its PV
     const copies = await copiesBySource(moto(), "us-west-2");
-    expect(snaps.filter((s) => copies.has(s.snapshotId))).toEqual([]);
+    expect(snaps.map((s) => copies.get(s.snapshotId)?.length)).toEqual(snaps.map(() => 1));
+    const records = await plane.rt.ledger.getSnapshots(snaps.map((s) => s.snapshotId));
+    for (const s of snaps) {
+      expect(records.get(s.snapshotId)).toMatchObject({
+        status: "completed",
+        backup: name,
+        schedule: "cbci-dr",
+        tags: expect.objectContaining({ "velero.io/backup": name, "velero.io/pv": s.pvName }),
+      });
+    }
   });
 
   it("a backup with file-system and data-mover volumes is not DR-ready, with the reason, although its native snapshots are copied", async () => {
@@ -290,7 +301,7 @@ describe("DR-ready: volumes Velero backed up other than by native snapshots", ()
     const stored = await plane.rt.ledger.getBackup(name);
     expect(stored).toMatchObject({ verdict: "not-ready", copied: 1, expectedCount: 1 });
     expect(stored?.reason).toBe(
-      `CSI snapshot ${csi[0]?.snapshotId} of pv ${c.pvName} is not copied: CSI snapshots are not replicated yet`,
+      `CSI snapshot ${csi[0]?.snapshotId} of pv ${c.pvName}: its copy is made, but the failover metadata does not name CSI copies yet, so a restore would use the source-region snapshot`,
     );
   });
 });

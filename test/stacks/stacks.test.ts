@@ -899,7 +899,7 @@ describe("Replication stack with Velero's bucket (DR-ready backups)", () => {
       ).props;
     expect(props(backupEvents)).toMatchObject({
       SqsManagedSseEnabled: true,
-      VisibilityTimeout: 360,
+      VisibilityTimeout: 720, // 6x register's 120 s
       RedrivePolicy: { deadLetterTargetArn: { "Fn::GetAtt": [dlq, "Arn"] }, maxReceiveCount: 5 },
     });
     expect(props(dlq)).toMatchObject({ SqsManagedSseEnabled: true, MessageRetentionPeriod: 14 * 24 * 3600 });
@@ -945,20 +945,29 @@ describe("Replication stack with Velero's bucket (DR-ready backups)", () => {
       COMBINED_SNAPSHOT_IDS: "true",
       RPO_TARGET_MINUTES: "30",
     });
-    for (const [handler, timeout] of [
-      [HANDLERS.replicate, 60],
-      [HANDLERS.copyCompleted, 60],
-      [HANDLERS.sweep, 120],
-      [HANDLERS.poll, 60],
-      [HANDLERS.register, 60],
-      [HANDLERS.recoveryPoint, 30],
+    // The four that publish DR-ready backups are sized from `npm run bench:publish` (stacks/Replication.ts).
+    for (const [handler, timeout, memory] of [
+      [HANDLERS.replicate, 60, 256],
+      [HANDLERS.copyCompleted, 120, 1024],
+      [HANDLERS.sweep, 300, 1024],
+      [HANDLERS.poll, 120, 1024],
+      [HANDLERS.register, 120, 1024],
+      [HANDLERS.recoveryPoint, 30, 256],
     ] as const) {
       const fn = fnByHandler(t(), handler);
-      expect(fn.props).toMatchObject({ Runtime: "nodejs22.x", Architectures: ["arm64"], Timeout: timeout });
+      expect(fn.props).toMatchObject({
+        Runtime: "nodejs22.x",
+        Architectures: ["arm64"],
+        Timeout: timeout,
+        MemorySize: memory,
+      });
       expect((flat(fn.props.Environment) as { Variables: Record<string, Json> }).Variables).toMatchObject(
         expectedEnv,
       );
     }
+    // copy-completed's queue waits 6x its longer timeout
+    const copyQueue = resources(t(), "AWS::SQS::Queue").find((r) => r.id === queue("CopyEventsQueue"));
+    expect(copyQueue?.props.VisibilityTimeout).toBe(720);
     const register = fnByHandler(t(), HANDLERS.register).id;
     expect(resources(t(), "AWS::Lambda::EventSourceMapping").map((m) => flat(m.props))).toEqual(
       expect.arrayContaining([
@@ -1049,7 +1058,7 @@ describe("Replication stack with Velero's bucket (DR-ready backups)", () => {
       {
         Sid: "FailoverMetadataWrite",
         Effect: "Allow",
-        Action: ["s3:PutObject", "s3:DeleteObject"],
+        Action: ["s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"],
         Resource: arn("acme-velero-dr/failover/backups/*"),
       },
     ]);
@@ -1066,7 +1075,7 @@ describe("Replication stack with Velero's bucket (DR-ready backups)", () => {
       },
       {
         sid: "FailoverMetadataWrite",
-        actions: ["s3:PutObject", "s3:DeleteObject"],
+        actions: ["s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"],
         resources: [`${BUCKET_ARN}/cbci-failover/backups/*`],
       },
     ];
@@ -1097,24 +1106,23 @@ describe("Replication stack with Velero's bucket (DR-ready backups)", () => {
     }
   });
 
-  it("keeps register's EC2 to deleting our tagged copies, and the recovery point to a Query on the ledger's status index", () => {
+  it("gives register copy-completed's permissions (it copies a backup's CSI snapshots), and the recovery point a Query on the ledger's status index", () => {
     const table = only(resources(t(), "AWS::DynamoDB::Table"), "table").id;
     const ownActions = (handler: string) =>
       statementsOfHandler(t(), handler).filter((s) => !s.actions.every((a) => a.startsWith("sqs:")));
-    const register = ownActions(HANDLERS.register);
-    expect(register.filter((s) => s.actions.some((a) => a.startsWith("ec2:")))).toEqual([
+    // the same statements, the queue each reads aside: EC2 to describe and copy (tagged copies
+    // only), delete our tagged copies, the ledger, Velero's bucket
+    const shape = (handler: string) =>
+      ownActions(handler)
+        .map((s) => JSON.stringify({ ...s, sid: undefined, holder: undefined }))
+        .sort();
+    expect(shape(HANDLERS.register)).toEqual(shape(HANDLERS.copyCompleted));
+    expect(ownActions(HANDLERS.register).filter((s) => s.actions.includes("ec2:DeleteSnapshot"))).toEqual([
       expect.objectContaining({
         actions: ["ec2:DeleteSnapshot"],
         resources: [snapshotArns(FAILOVER)],
         condition: { Null: { "aws:ResourceTag/dr.velero.io/source-snapshot-id": "false" } },
       }),
-    ]);
-    expect(register.filter((s) => s.actions.some((a) => a.startsWith("dynamodb:")))).toEqual([
-      expect.objectContaining({
-        actions: ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"],
-        resources: [`${table}.Arn`],
-      }),
-      expect.objectContaining({ actions: ["dynamodb:Query"], resources: [`${table}.Arn/index/byStatus`] }),
     ]);
     expect(ownActions(HANDLERS.recoveryPoint)).toEqual([
       expect.objectContaining({
@@ -1124,9 +1132,10 @@ describe("Replication stack with Velero's bucket (DR-ready backups)", () => {
         condition: undefined,
       }),
     ]);
-    // Resource "*" still only for DescribeSnapshots, in the four functions that admit copies
+    // Resource "*" still only for DescribeSnapshots, in the five functions that admit copies
     const star = allStatements(t()).filter((s) => s.kind === "identity" && s.resources.includes("*"));
     expect(star.map((s) => s.actions)).toEqual([
+      ["ec2:DescribeSnapshots"],
       ["ec2:DescribeSnapshots"],
       ["ec2:DescribeSnapshots"],
       ["ec2:DescribeSnapshots"],

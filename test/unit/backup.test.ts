@@ -342,8 +342,8 @@ describe("evaluateBackup: volumes that are not native snapshots (volumeinfo, Vel
     const e = ready(csiOnly(), new Map());
     expect(e).toMatchObject({ verdict: "not-ready", copied: 0, expectedCount: 0 });
     expect(e.reason).toBe(
-      "CSI snapshot snap-00000000000000c01 of pv pvc-csi-1 is not copied: CSI snapshots are not replicated yet; " +
-        "CSI snapshot snap-00000000000000c02 of pv pvc-csi-2 is not copied: CSI snapshots are not replicated yet",
+      "CSI snapshot snap-00000000000000c01 of pv pvc-csi-1: its copy is made, but the failover metadata does not name CSI copies yet, so a restore would use the source-region snapshot; " +
+        "CSI snapshot snap-00000000000000c02 of pv pvc-csi-2: its copy is made, but the failover metadata does not name CSI copies yet, so a restore would use the source-region snapshot",
     );
   });
 
@@ -363,7 +363,7 @@ describe("evaluateBackup: volumes that are not native snapshots (volumeinfo, Vel
     expect(ready(b)).toMatchObject({
       verdict: "not-ready",
       reason:
-        "status counts 2 CSI volume snapshot(s) and no volumeinfo names them: CSI snapshots are not replicated yet",
+        "status counts 2 CSI volume snapshot(s) and no volumeinfo names them, so they cannot be found and copied",
     });
     expect(ready(backup({ csiVolumeSnapshotsAttempted: 0 }))).toMatchObject({
       verdict: "dr-ready",
@@ -541,7 +541,9 @@ describe("the registry's view of Velero's files (veleroCodec.toState), judged", 
     const csiOnlyState = state([pv(1, "csi"), pv(2, "csi")]);
     const e = evaluateBackup(csiOnlyState, new Map(), { ...options, now: new Date("2026-11-27T12:00:00Z") });
     expect(e.verdict).toBe("not-ready");
-    expect(e.reason).toContain(`CSI snapshot snap-0000000000000001 of pv ${pv(1, "csi").name} is not copied`);
+    expect(e.reason).toContain(
+      `CSI snapshot snap-0000000000000001 of pv ${pv(1, "csi").name}: its copy is made`,
+    );
     const native = state([pv(1, "native"), pv(2, "native")]);
     expect(native.volumes).toEqual([]);
     const copies = new Map([

@@ -68,6 +68,19 @@ function checksum(header: Buffer): number {
   return sum;
 }
 
+/**
+ * One entry header's checksum-verified size and type (a NUL type byte is "0", a regular file), as
+ * both readers (the in-memory one and the stream) take them; `where` names it in errors.
+ */
+function readHeader(header: Buffer, offset: number): { where: string; size: number; type: string } {
+  const where = `entry header at byte ${offset}`;
+  const stored = numeric(header, 148, 8, `${where}: checksum`);
+  if (stored !== checksum(header)) throw new TarFormatError(`${where}: bad checksum`);
+  const size = numeric(header, 124, 12, `${where}: size`);
+  const typeByte = header[156] ?? 0;
+  return { where, size, type: typeByte === 0 ? "0" : String.fromCharCode(typeByte) };
+}
+
 function isZeroBlock(b: Buffer, offset: number): boolean {
   for (let i = offset; i < offset + BLOCK; i++) if (b[i] !== 0) return false;
   return true;
@@ -111,12 +124,7 @@ export function listTarEntries(tar: Buffer): TarEntry[] {
       return entries;
     }
     const header = tar.subarray(offset, offset + BLOCK);
-    const where = `entry header at byte ${offset}`;
-    const stored = numeric(header, 148, 8, `${where}: checksum`);
-    if (stored !== checksum(header)) throw new TarFormatError(`${where}: bad checksum`);
-    const size = numeric(header, 124, 12, `${where}: size`);
-    const typeByte = header[156] ?? 0;
-    const type = typeByte === 0 ? "0" : String.fromCharCode(typeByte);
+    const { where, size, type } = readHeader(header, offset);
     const dataOffset = offset + BLOCK;
     const end = dataOffset + Math.ceil(size / BLOCK) * BLOCK;
     if (end > tar.length) throw new TarFormatError(`${where}: data runs past the end of the archive`);
@@ -372,12 +380,7 @@ export class TarRewriteStream extends Transform {
       this.phase = "trailer";
       return;
     }
-    const where = `entry header at byte ${offset}`;
-    const stored = numeric(header, 148, 8, `${where}: checksum`);
-    if (stored !== checksum(header)) throw new TarFormatError(`${where}: bad checksum`);
-    const size = numeric(header, 124, 12, `${where}: size`);
-    const typeByte = header[156] ?? 0;
-    const type = typeByte === 0 ? "0" : String.fromCharCode(typeByte);
+    const { where, size, type } = readHeader(header, offset);
     switch (type) {
       case "x":
       case "g":

@@ -25,6 +25,7 @@ import {
   COPY_OF,
   FAILOVER_REGION,
   goTar,
+  pax,
   SOURCE_REGION,
   tarEntries,
   volumeSnapshotRecords,
@@ -92,20 +93,6 @@ async function tarThrough(tar: Buffer, sizes: readonly number[], e: TarEntryEdit
     chunked(tar, sizes).pipe(stream).on("error", reject).pipe(sink).on("finish", resolve).on("error", reject);
   });
   return { out: bytes(), replaced: stream.replaced, entries: stream.entries };
-}
-
-/** A PAX extended header's records ("<len> key=value\n"). */
-function pax(records: Record<string, string>): Buffer {
-  return Buffer.from(
-    Object.entries(records)
-      .map(([k, v]) => {
-        const body = ` ${k}=${v}\n`;
-        let len = body.length + 1;
-        while (String(len).length + body.length !== len) len = String(len).length + body.length;
-        return `${len}${body}`;
-      })
-      .join(""),
-  );
 }
 
 /**

@@ -17,6 +17,7 @@ import {
   FAILOVER_REGION,
   goTar,
   PVS,
+  pax,
   SOURCE_REGION,
   tarEntries,
   volumeSnapshotRecords,
@@ -37,20 +38,6 @@ function tar(args: string[]) {
   const r = spawnSync("tar", args, { encoding: "utf8" });
   if (r.status !== 0) throw new Error(`tar ${args.join(" ")}: ${r.stderr}`);
   return r.stdout;
-}
-
-/** A PAX extended header's records ("<len> key=value\n"). */
-function pax(records: Record<string, string>): Buffer {
-  return Buffer.from(
-    Object.entries(records)
-      .map(([k, v]) => {
-        const body = ` ${k}=${v}\n`;
-        let len = body.length + 1;
-        while (String(len).length + body.length !== len) len = String(len).length + body.length;
-        return `${len}${body}`;
-      })
-      .join(""),
-  );
 }
 
 describe("tarball entries", () => {

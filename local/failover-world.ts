@@ -27,6 +27,7 @@ import {
 } from "@aws-sdk/client-sqs";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { DynamoLedger } from "../functions/adapters/dynamo-ledger.js";
+import type { BackupVolume } from "../functions/core/backup.js";
 import { type FailoverConfig, loadFailoverConfig, type Scaling } from "../functions/core/failover.js";
 import { K8sStandIn, type K8sStandInOptions } from "./k8s-standin.js";
 import { createLedgerTable } from "./resources.js";
@@ -151,6 +152,7 @@ export async function registerReadyBackup(
   name: string,
   started: Date,
   schedule = "cbci-dr",
+  volumes?: BackupVolume[],
 ): Promise<void> {
   await ledger.registerBackup({
     name,
@@ -163,6 +165,7 @@ export async function registerReadyBackup(
     warnings: 0,
     volumeSnapshotsAttempted: 0,
     expected: [],
+    ...(volumes ? { volumes } : {}),
     metadataModified: new Date(started.getTime() + 60_000).toISOString(),
   });
   await ledger.recordVerdict(

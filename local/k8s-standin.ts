@@ -46,6 +46,8 @@ export interface K8sStandInOptions {
   pluginImages?: string[];
   /** How a Restore ends (default Completed, no warnings or errors). */
   outcome?: (restore: { name: string; backupName: string }) => StandInRestoreOutcome;
+  /** VolumeSnapshotClasses the cluster has (name -> CSI driver); default one for ebs.csi.aws.com. */
+  snapshotClasses?: Record<string, string>;
   /** Backups Velero knows; a Restore of another one ends FailedValidation, as Velero's would. */
   knownBackups?: () => Iterable<string>;
   now?: () => number;
@@ -251,6 +253,20 @@ export class K8sStandIn {
         return send(res, 404, status(404, "NotFound", "restores.velero.io not found"));
       }
       return send(res, 200, this.view(r));
+    }
+    if (req.method === "GET" && url.pathname === "/apis/snapshot.storage.k8s.io/v1/volumesnapshotclasses") {
+      const classes = this.o.snapshotClasses ?? { "ebs-csi": "ebs.csi.aws.com" };
+      return send(res, 200, {
+        apiVersion: "snapshot.storage.k8s.io/v1",
+        kind: "VolumeSnapshotClassList",
+        items: Object.entries(classes).map(([name, driver]) => ({
+          apiVersion: "snapshot.storage.k8s.io/v1",
+          kind: "VolumeSnapshotClass",
+          metadata: { name },
+          driver,
+          deletionPolicy: "Retain",
+        })),
+      });
     }
     if (req.method === "GET" && url.pathname === `/apis/apps/v1/namespaces/${this.ns}/deployments/velero`) {
       this.counts.deploymentGets++;

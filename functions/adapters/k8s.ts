@@ -219,6 +219,16 @@ function restoreStatus(body: unknown, what: string): RestoreStatus {
   return out;
 }
 
+/** What the snapshot class check reads of a VolumeSnapshotClassList. */
+const SnapshotClassListSchema = z.looseObject({
+  items: z.array(
+    z.looseObject({
+      driver: z.optional(z.string()),
+      metadata: z.optional(z.looseObject({ name: z.optional(z.string()) })),
+    }),
+  ),
+});
+
 const DeploymentSchema = z.looseObject({
   spec: z.optional(
     z.looseObject({
@@ -298,6 +308,34 @@ export class KubeVeleroRestores implements VeleroRestores {
    * `inject-metadata-velero-plugin`. That is what is checked: not that the plugin registered
    * (`velero plugin get` asks the server, which the API does not expose).
    */
+  /**
+   * Lists the cluster's VolumeSnapshotClasses (snapshot.storage.k8s.io/v1, cluster-scoped: the
+   * README's ClusterRole grants `list`) and looks for one of the driver. 404: the external-snapshotter
+   * CRDs are not installed, so no CSI volume can be restored.
+   */
+  async snapshotClassCheck(driver: string): Promise<{ present: boolean; detail: string }> {
+    const res = await this.kube.request("GET", "/apis/snapshot.storage.k8s.io/v1/volumesnapshotclasses");
+    if (res.status === 404) {
+      return {
+        present: false,
+        detail:
+          "the snapshot.storage.k8s.io API is not served (the external-snapshotter CRDs are not installed)",
+      };
+    }
+    if (res.status !== 200) throw kubeError("list VolumeSnapshotClasses", res);
+    const list = z.safeParse(SnapshotClassListSchema, res.body);
+    const items = list.success ? list.data.items : [];
+    const match = items.find((c) => c.driver === driver);
+    return match
+      ? { present: true, detail: `VolumeSnapshotClass ${match.metadata?.name ?? "?"} (driver ${driver})` }
+      : {
+          present: false,
+          detail:
+            `no VolumeSnapshotClass for driver ${driver} ` +
+            `(classes: ${items.map((c) => `${c.metadata?.name ?? "?"} (${c.driver ?? "?"})`).join(", ") || "none"})`,
+        };
+  }
+
   async pluginCheck(): Promise<{ present: boolean; detail: string }> {
     const path = `/apis/apps/v1/namespaces/${this.namespace}/deployments/velero`;
     const res = await this.kube.request("GET", path);

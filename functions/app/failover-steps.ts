@@ -405,6 +405,25 @@ export function makeFailoverSteps(deps: FailoverDeps) {
     const checked = typeof plugin === "object" ? plugin : undefined;
     if (typeof plugin === "string") reasons.push(`inject-metadata plugin check: ${plugin}`);
     else if (checked?.present === false) reasons.push(`inject-metadata plugin missing: ${checked.detail}`);
+    // The chosen backup's CSI volumes are restored from VolumeSnapshots: the standby cluster needs a
+    // VolumeSnapshotClass of each driver (only checked when there are any).
+    const chosen = previous?.backup.name ?? (choice.ok ? choice.backup.name : undefined);
+    const drivers = new Set(
+      (backups.find((b) => b.name === chosen)?.volumes ?? [])
+        .filter((v) => v.method === "csi")
+        .map((v) => v.driver ?? "ebs.csi.aws.com"),
+    );
+    for (const driver of drivers) {
+      const c = await deps.velero
+        .snapshotClassCheck(driver)
+        .catch((e: unknown) => `error: ${errorMessage(e)}`);
+      if (typeof c === "string") reasons.push(`VolumeSnapshotClass check: ${c}`);
+      else if (!c.present) {
+        reasons.push(
+          `backup ${chosen} has CSI volumes (driver ${driver}) the standby cannot restore: ${c.detail}`,
+        );
+      }
+    }
     if (reasons.length > 0 || !ng || !found || !checked || !record) {
       throw new PreflightFailed(`preflight failed: ${reasons.join("; ")}`, reasons);
     }

@@ -554,6 +554,11 @@ export interface VeleroRestores {
   get(name: string): Promise<RestoreStatus | undefined>;
   /** Is the inject-metadata plugin installed in Velero? (What is checked: see the adapter.) */
   pluginCheck(): Promise<{ present: boolean; detail: string }>;
+  /**
+   * Does the standby cluster have a VolumeSnapshotClass for this CSI driver? A backup's CSI volumes
+   * are restored by re-provisioning their PVCs from VolumeSnapshots, which needs one.
+   */
+  snapshotClassCheck(driver: string): Promise<{ present: boolean; detail: string }>;
 }
 
 /**

@@ -595,6 +595,57 @@ describe("failover steps against the emulator and the Kubernetes API stand-in", 
     expect(published[0]?.Message).toContain("- no backup is registered");
   });
 
+  it("refuses a backup with CSI volumes when the standby has no VolumeSnapshotClass for their driver", async () => {
+    // arrange: the newest DR-ready backup has a CSI volume; the standby cluster has only another
+    // driver's class. (Such a backup is not DR-ready today: the ledger is seeded with one to check
+    // the preflight rule on its own.)
+    const w = await world({ backups: "none", standIn: { snapshotClasses: { gp3: "efs.csi.aws.com" } } });
+    const csi = [
+      {
+        method: "csi" as const,
+        pvName: "pvc-1",
+        snapshotHandle: "snap-0123456789abcdef0",
+        driver: "ebs.csi.aws.com",
+      },
+    ];
+    await registerReadyBackup(w.ledger, w.backupName, new Date(Date.now() - 10 * 60_000), "cbci-dr", csi);
+    const { steps, count } = stepsFor(w.config);
+
+    // act
+    const error = await steps.preflight({ request: request("csi-1"), steps: {} }, context).then(
+      () => undefined,
+      (e: Error & { reasons?: string[] }) => e,
+    );
+
+    // assert
+    expect(error?.name).toBe("PreflightFailed");
+    expect(error?.reasons).toEqual([
+      `backup ${w.backupName} has CSI volumes (driver ebs.csi.aws.com) the standby cannot restore: no VolumeSnapshotClass for driver ebs.csi.aws.com (classes: gp3 (efs.csi.aws.com))`,
+    ]);
+    expect(count("UpdateNodegroupConfigCommand")).toBe(0);
+  });
+
+  it("passes a backup with CSI volumes when the standby has a VolumeSnapshotClass for their driver", async () => {
+    // arrange: the stand-in's default class is ebs.csi.aws.com's
+    const w = await world({ backups: "none" });
+    const csi = [
+      {
+        method: "csi" as const,
+        pvName: "pvc-1",
+        snapshotHandle: "snap-0123456789abcdef0",
+        driver: "ebs.csi.aws.com",
+      },
+    ];
+    await registerReadyBackup(w.ledger, w.backupName, new Date(Date.now() - 10 * 60_000), "cbci-dr", csi);
+    const { steps } = stepsFor(w.config);
+
+    // act
+    const out = await steps.preflight({ request: request("csi-2"), steps: {} }, context);
+
+    // assert
+    expect(JSON.stringify(out)).toContain(w.backupName);
+  });
+
   it("a re-run keeps the plan once its Restore exists, even after the backup was retired; without one it refuses", async () => {
     // arrange: one execution got its Restore made, another only its plan; then Velero deleted the backup
     const w = await world();

@@ -49,7 +49,11 @@ export function parseZones(value: string): Record<string, string> {
   return map;
 }
 
-/** `--map src=copy,...` inline, or `--map file.json` holding `{ "snap-src": "snap-copy", ... }`. */
+/**
+ * `--map src=copy,...` inline, or `--map file.json` holding `{ "snap-src": "snap-copy", ... }`. The
+ * sources are native snapshots and CSI snapshot handles alike (the EBS CSI driver's handle is the
+ * EBS snapshot's id).
+ */
 export async function readCopyMap(value: string): Promise<Map<string, string>> {
   let entries: [string, string][];
   if (value.includes("=")) {
@@ -120,6 +124,9 @@ function summaryLine(s: RewriteSummary, files: number, out: string): string {
   return (
     `rewrote backup ${s.backup} for ${s.failoverRegion}: ${s.volumeSnapshots} volume snapshot(s)` +
     `${s.combinedIds ? " (combined ids)" : ""}, ${s.volumeInfos} volume info(s), ` +
+    (Object.keys(s.csiSnapshots).length > 0
+      ? `${Object.keys(s.csiSnapshots).length} CSI snapshot handle(s) (${s.snapshotObjectEntries} VolumeSnapshot/VolumeSnapshotContent entries), `
+      : "") +
     `${s.persistentVolumes.length} PV(s) in ${s.tarEntries} tarball entries; ` +
     `zones ${zones.join(", ") || "none"}; ${files} files in ${out}`
   );

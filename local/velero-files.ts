@@ -16,8 +16,12 @@
  *   json.Marshal of unstructured content (keys sorted);
  * - `<name>-resource-list.json.gz`: pkg/backup/request.go's BackupResourceList (`<group/version>/<Kind>`
  *   -> sorted `[namespace/]name`);
- * - `<name>-logs.gz`, `<name>-results.gz` and the (null) pod volume backup, item operation and CSI
- *   snapshot lists.
+ * - `<name>-logs.gz`, `<name>-results.gz` and the (null) pod volume backup and item operation lists;
+ * - CSI snapshots (Velero 1.14+, shaped as 1.16 writes them): the claim's VolumeSnapshot (with
+ *   Velero's `velero.io/csi-volumesnapshot-handle` annotation) and its VolumeSnapshotContent
+ *   (`status.snapshotHandle`) in the tarball under both paths, and the
+ *   `<name>-csi-volumesnapshots.json.gz` / `<name>-csi-volumesnapshotcontents.json.gz` lists of
+ *   them; a backup without CSI snapshots has the null VolumeSnapshot list only, as before.
  * CSI PVs (the EBS CSI driver's) have a nodeAffinity on topology.ebs.csi.aws.com/zone and the
  * topology.kubernetes.io labels; in-tree PVs (awsElasticBlockStore) the failure-domain labels and terms.
  *
@@ -244,21 +248,133 @@ export interface TarEntry {
 /** Every item twice, as pkg/backup/item_backupper.go writes it: group dir, then `<version>-preferredversion`. */
 function item(resource: string, namespace: string | null, name: string, obj: Json): TarEntry[] {
   const scope = namespace === null ? "cluster" : `namespaces/${namespace}`;
-  const data = Buffer.from(goJson(obj));
+  const data = Buffer.from(typeof obj === "string" ? obj : goJson(obj));
   return [
     { name: `resources/${resource}/${scope}/${name}.json`, data },
     { name: `resources/${resource}/v1-preferredversion/${scope}/${name}.json`, data },
   ];
 }
 
+/** What a CSI snapshot's objects say of their backup: its name and when it started. */
+export interface SnapshotObjectContext {
+  name: string;
+  start: Time;
+}
+
+const SNAPSHOT_API = "snapshot.storage.k8s.io/v1";
+const SNAPSHOT_CLASS = "ebs-csi-vsc";
+
+/**
+ * The VolumeSnapshot Velero's CSI support took of a CSI PV's claim, as Velero 1.14+'s VolumeSnapshot
+ * backup action returns it for the tarball: the driver's status plus Velero's annotations, among
+ * them `velero.io/csi-volumesnapshot-handle` (the EBS snapshot), which 1.14 and 1.15's restore
+ * builds a VolumeSnapshotContent from.
+ */
+export function volumeSnapshot(
+  p: VeleroPv,
+  backup: SnapshotObjectContext,
+  namespace = DEFAULT_NAMESPACE,
+): Json {
+  const name = volumeSnapshotName(p);
+  return sorted({
+    apiVersion: SNAPSHOT_API,
+    kind: "VolumeSnapshot",
+    metadata: {
+      annotations: {
+        "velero.io/csi-driver-name": "ebs.csi.aws.com",
+        "velero.io/csi-volumesnapshot-handle": p.sourceSnapshotId,
+        "velero.io/csi-volumesnapshot-restore-size": p.size,
+        "velero.io/csi-vsc-deletion-policy": "Delete",
+      },
+      creationTimestamp: rfc3339(backup.start),
+      generation: 1,
+      labels: { "velero.io/backup-name": backup.name },
+      name,
+      namespace,
+      resourceVersion: "48302",
+      uid: uuidOf(`vs/${name}`),
+    },
+    spec: { source: { persistentVolumeClaimName: p.claim }, volumeSnapshotClassName: SNAPSHOT_CLASS },
+    status: {
+      boundVolumeSnapshotContentName: volumeSnapshotContentName(p),
+      creationTime: rfc3339(backup.start),
+      readyToUse: true,
+      restoreSize: p.size,
+    },
+  });
+}
+
+/** A stable int64 nanosecond time past 2^53: what a JavaScript number cannot hold exactly. */
+const nanos = (t: Time, p: Pick<VeleroPv, "name">) =>
+  `${Math.floor(millis(t) / 1000)}${sha256(`ns/${p.name}`)
+    .replace(/[^0-9]/g, "")
+    .padEnd(9, "7")
+    .slice(0, 9)}`;
+
+/**
+ * The VolumeSnapshotContent bound to it, as JSON text (Go's json.Marshal, keys sorted):
+ * `status.snapshotHandle` is the EBS snapshot (Velero 1.16+'s restore copies it into
+ * `spec.source.snapshotHandle`), `status.creationTime` an int64 of nanoseconds written as Go
+ * writes it, digit for digit (which is why this is text: a JavaScript number would round it).
+ */
+export function volumeSnapshotContentJson(
+  p: VeleroPv,
+  backup: SnapshotObjectContext,
+  namespace = DEFAULT_NAMESPACE,
+): string {
+  const vs = volumeSnapshotName(p);
+  const marker = "@@creationTime@@";
+  const obj = sorted({
+    apiVersion: SNAPSHOT_API,
+    kind: "VolumeSnapshotContent",
+    metadata: {
+      annotations: { "snapshot.storage.kubernetes.io/volumesnapshot-being-created": "no" },
+      creationTimestamp: rfc3339(backup.start),
+      finalizers: ["snapshot.storage.kubernetes.io/volumesnapshotcontent-bound-protection"],
+      generation: 1,
+      labels: { "velero.io/backup-name": backup.name },
+      name: volumeSnapshotContentName(p),
+      resourceVersion: "48305",
+      uid: uuidOf(`vsc/${vs}`),
+    },
+    spec: {
+      deletionPolicy: "Retain",
+      driver: "ebs.csi.aws.com",
+      source: { volumeHandle: p.volumeId },
+      sourceVolumeMode: "Filesystem",
+      volumeSnapshotClassName: SNAPSHOT_CLASS,
+      volumeSnapshotRef: {
+        apiVersion: SNAPSHOT_API,
+        kind: "VolumeSnapshot",
+        name: vs,
+        namespace,
+        resourceVersion: "48302",
+        uid: uuidOf(`vs/${vs}`),
+      },
+    },
+    status: {
+      creationTime: marker,
+      readyToUse: true,
+      restoreSize: bytesOf(p.size),
+      snapshotHandle: p.sourceSnapshotId,
+    },
+  });
+  return goJson(obj).replace(`"${marker}"`, nanos(backup.start, p));
+}
+
 /** The items besides the PVs and PVCs: the namespace, a ConfigMap and the operations center's StatefulSet. */
 const OTHER_ITEMS = 3;
 
-/** The tarball's entries: format version, the namespace, each PV's claim and PV, a ConfigMap, a StatefulSet. */
+/**
+ * The tarball's entries: format version, the namespace, each PV's claim and PV (and, for a CSI
+ * snapshot, given the backup, the claim's VolumeSnapshot and its VolumeSnapshotContent, the CSI
+ * actions' additional items), a ConfigMap, a StatefulSet.
+ */
 export function tarEntries(
   namespace: string,
   pvs: readonly VeleroPv[],
   region: string,
+  backup?: SnapshotObjectContext,
 ): { name: string; data: Buffer }[] {
   return [
     { name: "metadata/version", data: Buffer.from("1.1.0") },
@@ -271,6 +387,22 @@ export function tarEntries(
     ...pvs.flatMap((p) => [
       ...item("persistentvolumeclaims", namespace, p.claim, persistentVolumeClaim(p, namespace)),
       ...item("persistentvolumes", null, p.name, persistentVolume(p, region, namespace)),
+      ...(backup !== undefined && methodOf(p) === "csi"
+        ? [
+            ...item(
+              "volumesnapshots.snapshot.storage.k8s.io",
+              namespace,
+              volumeSnapshotName(p),
+              volumeSnapshot(p, backup, namespace),
+            ),
+            ...item(
+              "volumesnapshotcontents.snapshot.storage.k8s.io",
+              null,
+              volumeSnapshotContentName(p),
+              volumeSnapshotContentJson(p, backup, namespace),
+            ),
+          ]
+        : []),
     ]),
     ...item(
       "configmaps",
@@ -299,7 +431,16 @@ export function tarEntries(
 
 /** `<name>-resource-list.json.gz`: pkg/backup/request.go's BackupResourceList of the tarball's items. */
 export function resourceList(namespace: string, pvs: readonly VeleroPv[]): Record<string, string[]> {
+  const csi = pvs.filter((p) => methodOf(p) === "csi");
   return sorted({
+    ...(csi.length > 0
+      ? {
+          "snapshot.storage.k8s.io/v1/VolumeSnapshot": csi
+            .map((p) => `${namespace}/${volumeSnapshotName(p)}`)
+            .sort(),
+          "snapshot.storage.k8s.io/v1/VolumeSnapshotContent": csi.map(volumeSnapshotContentName).sort(),
+        }
+      : {}),
     "apps/v1/StatefulSet": [`${namespace}/cjoc`],
     "v1/ConfigMap": [`${namespace}/cjoc-configure-jenkins-groovy`],
     "v1/Namespace": [namespace],
@@ -752,9 +893,13 @@ export function backupLog(o: BackupOptions): string {
 export function backupFiles(o: BackupOptions): Record<string, Buffer> {
   const namespace = o.namespace ?? DEFAULT_NAMESPACE;
   const name = o.name;
+  const context = { name, start: o.start };
+  const csi = o.pvs.filter((p) => methodOf(p) === "csi");
   return {
     "velero-backup.json": backupJsonBytes(backupJson(o)),
-    [`${name}.tar.gz`]: gzipSync(goTar(tarEntries(namespace, o.pvs, o.region), o.archivedAt ?? o.start)),
+    [`${name}.tar.gz`]: gzipSync(
+      goTar(tarEntries(namespace, o.pvs, o.region, context), o.archivedAt ?? o.start),
+    ),
     [`${name}-volumesnapshots.json.gz`]: gzipJson(
       volumeSnapshotRecords(
         {
@@ -779,6 +924,16 @@ export function backupFiles(o: BackupOptions): Record<string, Buffer> {
     [`${name}-results.gz`]: gzipJson(results(o.errors, o.warnings)),
     [`${name}-podvolumebackups.json.gz`]: gzipJson(null),
     [`${name}-itemoperations.json.gz`]: gzipJson(null),
-    [`${name}-csi-volumesnapshots.json.gz`]: gzipJson(null),
+    // Without CSI snapshots, the null list (and no contents list) this file always wrote.
+    [`${name}-csi-volumesnapshots.json.gz`]: gzipJson(
+      csi.length > 0 ? csi.map((p) => volumeSnapshot(p, context, namespace)) : null,
+    ),
+    ...(csi.length > 0
+      ? {
+          [`${name}-csi-volumesnapshotcontents.json.gz`]: gzipSync(
+            `[${csi.map((p) => volumeSnapshotContentJson(p, context, namespace)).join(",")}]\n`,
+          ),
+        }
+      : {}),
   };
 }

@@ -10,7 +10,12 @@ import { pipeline } from "node:stream/promises";
 import { createGunzip, createGzip } from "node:zlib";
 import { errorMessage } from "./errors.js";
 import type { FailoverRewrite, TarballRewrite } from "./ports.js";
-import { backupFileNames, InvalidBackupError, type rewriteBackupFileSet } from "./velero.js";
+import {
+  backupFileNames,
+  InvalidBackupError,
+  isRewriteInputError,
+  type rewriteBackupFileSet,
+} from "./velero.js";
 import { type TarEntryEditor, TarFormatError, TarRewriteStream } from "./velero-rewrite.js";
 
 /**
@@ -57,6 +62,9 @@ export async function rewriteTarGz(
   } catch (err) {
     if (err instanceof TarFormatError)
       throw new InvalidBackupError(`${file}: ${err.message}`, { cause: err });
+    // The editor's own errors (a missing CSI copy, an entry that is not JSON): the pipeline also
+    // destroys gunzip with them, so they must not be taken for gzip's.
+    if (isRewriteInputError(err)) throw err;
     if (err === gunzipError) {
       throw new InvalidBackupError(`${file} is not gzip (${errorMessage(err)})`, { cause: err });
     }

@@ -53,7 +53,14 @@
  * region labels (`topology.kubernetes.io/*`, `failure-domain.beta.kubernetes.io/*`), `In` terms of
  * its required nodeAffinity on those keys and on `topology.ebs.csi.aws.com/zone`, and an in-tree
  * `aws://<zone>/vol-...` volumeID prefix (SetVolumeID rebuilds it from the failure-domain label,
- * which is why that label must already name the failover zone). Other entries are untouched.
+ * which is why that label must already name the failover zone).
+ * CSI snapshots (Velero 1.14+): each handle is replaced by its copy's plain id (never a combined
+ * id) wherever a restore reads it: volumeinfo `csiSnapshotInfo.snapshotHandle` (CSISnapshot, not
+ * data-moved), the VolumeSnapshotContents' `status.snapshotHandle` (and `spec.source.snapshotHandle`
+ * when set) and the VolumeSnapshots' `velero.io/csi-volumesnapshot-handle` annotation, in the
+ * tarball under both resource paths and in `<name>-csi-volumesnapshot(content)s.json.gz`. Those
+ * objects are edited as text (swapJsonStrings) so their int64 fields keep every digit. A CSI handle
+ * without a copy fails the rewrite like a native one (MissingCopyError). Other entries are untouched.
  *
  * ## Why no restore resource-modifier ConfigMap
  * The tarball rewrite is necessary and sufficient. Necessary: SetVolumeID reads the in-tree PV's
@@ -80,10 +87,31 @@ import {
 /** A Velero file that is not what Velero writes: not JSON, not gzip, not a Backup, a bad record or tarball. */
 export class InvalidBackupError extends DrError {}
 
+/**
+ * A snapshot a restore would read that has no copy in the failover region, and the volume it is
+ * of: a native snapshot's PV, or a CSI snapshot's PV (from volumeinfo), VolumeSnapshotContent and,
+ * when only a VolumeSnapshot names it, that VolumeSnapshot (`namespace/name`).
+ */
+export interface MissingCopy {
+  sourceSnapshotId: string;
+  pvName?: string;
+  volumeSnapshotContent?: string;
+  volumeSnapshot?: string;
+}
+
+const describeMissing = (m: MissingCopy) => {
+  const names = [
+    m.pvName !== undefined ? `PV ${m.pvName}` : undefined,
+    m.volumeSnapshotContent !== undefined ? `VolumeSnapshotContent ${m.volumeSnapshotContent}` : undefined,
+    m.volumeSnapshot !== undefined ? `VolumeSnapshot ${m.volumeSnapshot}` : undefined,
+  ].filter((n) => n !== undefined);
+  return `${m.sourceSnapshotId} (${names.join(", ") || "no volume named"})`;
+};
+
 /** Records whose source snapshot has no copy in the failover region: restoring them would fail. */
 export class MissingCopyError extends DrError {
-  constructor(readonly missing: readonly { pvName: string; sourceSnapshotId: string }[]) {
-    const list = missing.map((m) => `${m.sourceSnapshotId} (PV ${m.pvName})`);
+  constructor(readonly missing: readonly MissingCopy[]) {
+    const list = missing.map(describeMissing);
     super(
       missing.length === 1
         ? `no failover copy of snapshot ${list[0]}`
@@ -477,18 +505,155 @@ export function gzipJson(value: unknown): Buffer {
   return gzipSync(`${goJson(value)}\n`);
 }
 
-export function gunzipJson(bytes: Uint8Array, file: string): unknown {
-  let textValue: string;
+/** A `.json.gz` file's text, gunzipped. */
+export function gunzipText(bytes: Uint8Array, file: string): string {
   try {
-    textValue = gunzipSync(bytes).toString("utf8");
+    return gunzipSync(bytes).toString("utf8");
   } catch (err) {
     throw new InvalidBackupError(`${file} is not gzip (${errorMessage(err)})`, { cause: err });
   }
+}
+
+export function gunzipJson(bytes: Uint8Array, file: string): unknown {
+  const textValue = gunzipText(bytes, file);
   try {
     return JSON.parse(textValue);
   } catch (err) {
     throw new InvalidBackupError(`${file} is not gzip JSON (${errorMessage(err)})`, { cause: err });
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CSI snapshot handles (Velero 1.14 and later: CSI support built in)
+
+/** The VolumeSnapshot annotation Velero 1.14 and 1.15's restore builds a VolumeSnapshotContent from. */
+export const CSI_HANDLE_ANNOTATION = "velero.io/csi-volumesnapshot-handle";
+
+const VSC_ENTRY =
+  /^(?:\.\/)?resources\/volumesnapshotcontents\.snapshot\.storage\.k8s\.io\/(?:[^/]+\/)?cluster\/[^/]+\.json$/;
+const VS_ENTRY =
+  /^(?:\.\/)?resources\/volumesnapshots\.snapshot\.storage\.k8s\.io\/(?:[^/]+\/)?namespaces\/[^/]+\/[^/]+\.json$/;
+
+export type SnapshotObjectKind = "VolumeSnapshot" | "VolumeSnapshotContent";
+
+/**
+ * The CSI snapshot handles a restore reads from one VolumeSnapshotContent (`status.snapshotHandle`,
+ * which Velero 1.16+ copies into `spec.source.snapshotHandle`, and `spec.source.snapshotHandle`
+ * when already set: a pre-provisioned content) or one VolumeSnapshot (the
+ * `velero.io/csi-volumesnapshot-handle` annotation, read by 1.14 and 1.15; a VolumeSnapshot's
+ * status names only its content, never the handle), and the object's name as errors give it.
+ */
+export function csiHandlesOf(obj: unknown, kind: SnapshotObjectKind): { name: string; handles: string[] } {
+  const o = isObj(obj) ? obj : {};
+  const meta = isObj(o.metadata) ? o.metadata : {};
+  const name = typeof meta.name === "string" ? meta.name : "(unnamed)";
+  const handles: string[] = [];
+  const add = (v: unknown) => {
+    if (typeof v === "string" && v !== "" && !handles.includes(v)) handles.push(v);
+  };
+  if (kind === "VolumeSnapshotContent") {
+    const spec = isObj(o.spec) ? o.spec : {};
+    add(isObj(o.status) ? o.status.snapshotHandle : undefined);
+    add(isObj(spec.source) ? spec.source.snapshotHandle : undefined);
+    return { name, handles };
+  }
+  add(isObj(meta.annotations) ? meta.annotations[CSI_HANDLE_ANNOTATION] : undefined);
+  return { name: typeof meta.namespace === "string" ? `${meta.namespace}/${name}` : name, handles };
+}
+
+const isSpace = (c: string | undefined) => c === " " || c === "\t" || c === "\n" || c === "\r";
+
+/**
+ * `json` with every string VALUE equal to a key of `swap` replaced by its value, and every other
+ * byte kept: no re-encoding, so int64 fields a JavaScript number cannot hold (a
+ * VolumeSnapshotContent's `status.creationTime`, in nanoseconds) and key order stay as written.
+ * A string token starts after `:`, `[` or `,`; one followed by `:` is a key and is kept.
+ */
+export function swapJsonStrings(json: string, swap: ReadonlyMap<string, string>): string {
+  let out = json;
+  for (const [from, to] of swap) {
+    const needle = goJson(from);
+    const replacement = goJson(to);
+    const parts: string[] = [];
+    let at = 0;
+    for (let i = out.indexOf(needle); i !== -1; i = out.indexOf(needle, i + needle.length)) {
+      let before = i - 1;
+      while (isSpace(out[before])) before--;
+      let after = i + needle.length;
+      while (isSpace(out[after])) after++;
+      const prev = out[before];
+      if ((prev !== ":" && prev !== "[" && prev !== ",") || out[after] === ":") continue;
+      parts.push(out.slice(at, i), replacement);
+      at = i + needle.length;
+    }
+    if (parts.length > 0) out = parts.join("") + out.slice(at);
+  }
+  return out;
+}
+
+/**
+ * The CSI half of a rewrite: the copy of each CSI snapshot handle, and the volume each handle is of
+ * (from volumeinfo) to name when it has no copy. A CSI handle is always replaced by the copy's
+ * plain id (the EBS CSI driver reads it; the CloudBees fork's combined ids are for native records).
+ */
+export interface CsiSnapshots {
+  /** Source snapshot id -> its copy's id (the rewrite's `copyOf`). */
+  copyOf: ReadonlyMap<string, string>;
+  /** The CSI handles the backup's small files name -> the PV volumeinfo gives for it (if any). */
+  volumes: ReadonlyMap<string, string | null>;
+}
+
+/** The objects of a JSON text holding one VolumeSnapshot(Content), an array of them, or null. */
+function snapshotObjects(text: string, kind: SnapshotObjectKind, where: string): Obj[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new InvalidBackupError(`${where} is not JSON (${errorMessage(err)})`, { cause: err });
+  }
+  if (parsed === null) return [];
+  const objects = Array.isArray(parsed) ? parsed : [parsed];
+  return objects.map((obj, i) => {
+    if (!isObj(obj)) {
+      throw new InvalidBackupError(`${where}[${i}]: a ${kind} must be an object, got ${typeName(obj)}`);
+    }
+    return obj;
+  });
+}
+
+/**
+ * Rewrites the CSI handles of a JSON text holding one VolumeSnapshot(Content) object, or an array
+ * of them (the `-csi-volumesnapshots` / `-csi-volumesnapshotcontents` lists): the text with each
+ * handle swapped for its copy, or undefined when nothing changes. Handles without a copy are added
+ * to `missing` (the text is then not rewritten), each handle once.
+ */
+function rewriteSnapshotObjects(
+  text: string,
+  kind: SnapshotObjectKind,
+  csi: CsiSnapshots,
+  missing: MissingCopy[],
+  where: string,
+): string | undefined {
+  const swap = new Map<string, string>();
+  for (const obj of snapshotObjects(text, kind, where)) {
+    const { name, handles } = csiHandlesOf(obj, kind);
+    for (const handle of handles) {
+      const copy = csi.copyOf.get(handle);
+      if (copy !== undefined) {
+        swap.set(handle, copy);
+        continue;
+      }
+      if (missing.some((m) => m.sourceSnapshotId === handle)) continue;
+      const pv = csi.volumes.get(handle);
+      missing.push({
+        sourceSnapshotId: handle,
+        ...(pv ? { pvName: pv } : {}),
+        ...(kind === "VolumeSnapshotContent" ? { volumeSnapshotContent: name } : { volumeSnapshot: name }),
+      });
+    }
+  }
+  const out = swapJsonStrings(text, swap);
+  return out === text ? undefined : out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -516,6 +681,13 @@ export interface BackupFiles {
   volumeInfo?: unknown;
   /** `<name>.tar.gz` as stored. */
   tarball?: Uint8Array;
+  /**
+   * The gunzipped text of `<name>-csi-volumesnapshots.json.gz` and
+   * `<name>-csi-volumesnapshotcontents.json.gz` (Velero 1.14+; `null` without CSI snapshots). Kept
+   * as text: the rewrite swaps the handles in it without re-encoding (see swapJsonStrings).
+   */
+  csiVolumeSnapshots?: string;
+  csiVolumeSnapshotContents?: string;
 }
 
 export interface RewriteSummary {
@@ -530,6 +702,10 @@ export interface RewriteSummary {
   persistentVolumes: string[];
   /** Tarball entries rewritten (each PV is there under each API version directory). */
   tarEntries: number;
+  /** Of the tarball entries rewritten, the VolumeSnapshot(Content) objects (under each version dir). */
+  snapshotObjectEntries: number;
+  /** CSI snapshot handles rewritten in volumeinfo and the CSI lists: source handle -> copy. */
+  csiSnapshots: Record<string, string>;
   /** PV name -> the snapshot id and zone its restore will use. */
   volumes: Record<
     string,
@@ -545,6 +721,11 @@ export interface RewrittenBackup {
   volumeInfo?: Obj[];
   /** The rewritten `<name>.tar.gz` (the input's bytes when no PV object needed a change). */
   tarball?: Buffer;
+  /** The CSI lists' rewritten text, when a handle in them changed. */
+  csiVolumeSnapshots?: string;
+  csiVolumeSnapshotContents?: string;
+  /** What the tarball's VolumeSnapshot(Content) objects are rewritten with. */
+  csi: CsiSnapshots;
   summary: RewriteSummary;
 }
 
@@ -675,13 +856,35 @@ export function failoverTarEditor(
   file: string,
   plans: ReadonlyMap<string, Pick<Plan, "zone">>,
   failoverRegion: string,
-): TarEntryEditor & { persistentVolumes: Set<string> } {
+  csi?: CsiSnapshots,
+): TarEntryEditor & { persistentVolumes: Set<string>; snapshotObjects: Set<string> } {
   const persistentVolumes = new Set<string>();
+  const snapshotObjects = new Set<string>();
+  const snapshotKind = (name: string): SnapshotObjectKind | undefined =>
+    csi === undefined
+      ? undefined
+      : VSC_ENTRY.test(name)
+        ? "VolumeSnapshotContent"
+        : VS_ENTRY.test(name)
+          ? "VolumeSnapshot"
+          : undefined;
   return {
-    idle: plans.size === 0,
+    idle: plans.size === 0 && (csi === undefined || csi.volumes.size === 0),
     persistentVolumes,
-    wants: (name, type) => (type === "0" || type === "7") && PV_ENTRY.test(name),
+    snapshotObjects,
+    wants: (name, type) =>
+      (type === "0" || type === "7") && (PV_ENTRY.test(name) || snapshotKind(name) !== undefined),
     edit(name, data) {
+      const kind = snapshotKind(name);
+      if (kind !== undefined && csi !== undefined) {
+        const missing: MissingCopy[] = [];
+        const text = data.toString("utf8");
+        const out = rewriteSnapshotObjects(text, kind, csi, missing, `${file}: ${name}`);
+        if (missing.length > 0) throw new MissingCopyError(missing);
+        if (out === undefined) return undefined;
+        snapshotObjects.add(name);
+        return Buffer.from(out, "utf8");
+      }
       let pv: unknown;
       try {
         pv = JSON.parse(data.toString("utf8"));
@@ -715,7 +918,7 @@ export function rewriteBackupForFailover(files: BackupFiles, options: FailoverOp
   const newId = (source: string, copy: string) =>
     combined ? `${options.sourceRegion}/${source};${options.failoverRegion}/${copy}` : copy;
 
-  const missing: { pvName: string; sourceSnapshotId: string }[] = [];
+  const missing: MissingCopy[] = [];
   const copyFor = (source: string, pvName: string) => {
     const copy = options.copyOf.get(source);
     if (copy === undefined && !missing.some((m) => m.sourceSnapshotId === source && m.pvName === pvName)) {
@@ -757,9 +960,45 @@ export function rewriteBackupForFailover(files: BackupFiles, options: FailoverOp
     return out;
   });
 
+  // CSI snapshots (Velero 1.14+): the handle a restore reads, in volumeinfo, the two CSI lists and
+  // the tarball's VolumeSnapshot(Content) objects, always the copy's plain id. A data-mover volume's
+  // csiSnapshotInfo says "unknown": its data is in the backup repository, not in an EBS snapshot.
+  const csiVolumes = new Map<string, string | null>();
+  const csiSnapshots: Record<string, string> = {};
+  const csiOf = (e: VolumeInfoEntry) =>
+    e.backupMethod === "CSISnapshot" &&
+    !e.snapshotDataMoved &&
+    e.csiSnapshot?.snapshotHandle &&
+    e.csiSnapshot.snapshotHandle !== "unknown"
+      ? e.csiSnapshot.snapshotHandle
+      : undefined;
+  for (const e of infos ?? []) {
+    const handle = csiOf(e);
+    if (handle !== undefined && !csiVolumes.get(handle)) csiVolumes.set(handle, e.pvName);
+  }
+
   let volumeInfos = 0;
   const volumeInfo = infos?.map((entry, i) => {
     const out = structuredClone(entry.raw);
+    const csiHandle = csiOf(entry);
+    if (csiHandle !== undefined) {
+      const copy = options.copyOf.get(csiHandle);
+      if (copy === undefined) {
+        if (!missing.some((m) => m.sourceSnapshotId === csiHandle)) {
+          const vsc = entry.csiSnapshot?.vscName;
+          missing.push({
+            sourceSnapshotId: csiHandle,
+            pvName: entry.pvName ?? `volumeinfo[${i}]`,
+            ...(vsc ? { volumeSnapshotContent: vsc } : {}),
+          });
+        }
+        return out;
+      }
+      goSet(goGet(out, "csiSnapshotInfo") as Obj, "snapshotHandle", copy);
+      csiSnapshots[csiHandle] = copy;
+      volumeInfos++;
+      return out;
+    }
     const handle = entry.nativeSnapshot?.snapshotHandle;
     if (!entry.nativeSnapshot || !handle) return out;
     const pv = entry.pvName ?? `volumeinfo[${i}]`;
@@ -783,11 +1022,38 @@ export function rewriteBackupForFailover(files: BackupFiles, options: FailoverOp
     return out;
   });
 
+  const csiLists: { csiVolumeSnapshots?: string; csiVolumeSnapshotContents?: string } = {};
+  const lists = [
+    ["csiVolumeSnapshotContents", "VolumeSnapshotContent", files.csiVolumeSnapshotContents],
+    ["csiVolumeSnapshots", "VolumeSnapshot", files.csiVolumeSnapshots],
+  ] as const;
+  const listName = (key: (typeof lists)[number][0]) =>
+    `${backup.name}-${key === "csiVolumeSnapshots" ? "csi-volumesnapshots" : "csi-volumesnapshotcontents"}.json.gz`;
+  for (const [key, kind, text] of lists) {
+    if (text === undefined) continue;
+    for (const obj of snapshotObjects(text, kind, listName(key))) {
+      for (const handle of csiHandlesOf(obj, kind).handles) {
+        if (!csiVolumes.has(handle)) csiVolumes.set(handle, null);
+      }
+    }
+  }
+  const csi: CsiSnapshots = { copyOf: options.copyOf, volumes: csiVolumes };
+  for (const [key, kind, text] of lists) {
+    if (text === undefined) continue;
+    const out = rewriteSnapshotObjects(text, kind, csi, missing, listName(key));
+    if (out !== undefined) csiLists[key] = out;
+  }
+  for (const handle of csiVolumes.keys()) {
+    const copy = options.copyOf.get(handle);
+    if (copy !== undefined) csiSnapshots[handle] = copy;
+  }
+
   if (missing.length > 0) throw new MissingCopyError(missing);
 
   let tarball: Buffer | undefined;
   const persistentVolumes = new Set<string>();
   let tarEntries = 0;
+  let snapshotObjectEntries = 0;
   if (files.tarball !== undefined) {
     const file = `${backup.name}.tar.gz`;
     let tar: Buffer;
@@ -804,7 +1070,7 @@ export function rewriteBackupForFailover(files: BackupFiles, options: FailoverOp
         throw new InvalidBackupError(`${file}: ${err.message}`, { cause: err });
       throw err;
     }
-    const editor = failoverTarEditor(file, plans, options.failoverRegion);
+    const editor = failoverTarEditor(file, plans, options.failoverRegion, csi);
     const replacements = new Map<TarEntry, Buffer>();
     for (const entry of entries) {
       if (!editor.wants(entry.name, entry.type)) continue;
@@ -812,6 +1078,7 @@ export function rewriteBackupForFailover(files: BackupFiles, options: FailoverOp
       if (data) replacements.set(entry, data);
     }
     for (const pv of editor.persistentVolumes) persistentVolumes.add(pv);
+    snapshotObjectEntries = editor.snapshotObjects.size;
     tarEntries = replacements.size;
     try {
       tarball = gzipSync(replaceTarData(tar, replacements));
@@ -828,6 +1095,8 @@ export function rewriteBackupForFailover(files: BackupFiles, options: FailoverOp
     volumeSnapshots,
     ...(volumeInfo ? { volumeInfo } : {}),
     ...(tarball ? { tarball } : {}),
+    ...csiLists,
+    csi,
     summary: {
       backup: backup.name,
       sourceRegion: options.sourceRegion,
@@ -836,6 +1105,8 @@ export function rewriteBackupForFailover(files: BackupFiles, options: FailoverOp
       volumeInfos,
       persistentVolumes: [...persistentVolumes].sort(),
       tarEntries,
+      snapshotObjectEntries,
+      csiSnapshots,
       volumes: Object.fromEntries(plans),
       combinedIds: combined,
     },
@@ -851,12 +1122,14 @@ export const backupFileNames = (name: string) => ({
   tarball: `${name}.tar.gz`,
   volumeSnapshots: `${name}-volumesnapshots.json.gz`,
   volumeInfo: `${name}-volumeinfo.json.gz`,
+  csiVolumeSnapshots: `${name}-csi-volumesnapshots.json.gz`,
+  csiVolumeSnapshotContents: `${name}-csi-volumesnapshotcontents.json.gz`,
 });
 
 /**
  * Rewrites one backup given as file name -> bytes. Returns the files that change (the snapshot
- * list; volumeinfo and the tarball when something in them changed); the caller keeps every other
- * file as it is.
+ * list; volumeinfo, the two CSI lists and the tarball when something in them changed); the caller
+ * keeps every other file as it is.
  * velero-backup.json, the snapshot list and the tarball are required. With `tarball` "stream" the
  * tarball is neither required nor read: the result's `tarball.editor` rewrites its entries as it
  * streams by (functions/core/velero-stream.ts), and the summary's tar counts stay 0.
@@ -890,15 +1163,33 @@ export function rewriteBackupFileSet(
   const tarBytes = tarball === "stream" ? undefined : need(names.tarball);
   const infoBytes = files[names.volumeInfo];
   const volumeInfo = infoBytes === undefined ? undefined : gunzipJson(infoBytes, names.volumeInfo);
+  const csiText = (file: string) => {
+    const bytes = files[file];
+    return bytes === undefined ? {} : { text: gunzipText(bytes, file) };
+  };
+  const vsList = csiText(names.csiVolumeSnapshots).text;
+  const vscList = csiText(names.csiVolumeSnapshotContents).text;
   const out = rewriteBackupForFailover(
-    { backupJson, volumeSnapshots, volumeInfo, tarball: tarBytes },
+    {
+      backupJson,
+      volumeSnapshots,
+      volumeInfo,
+      tarball: tarBytes,
+      ...(vsList !== undefined ? { csiVolumeSnapshots: vsList } : {}),
+      ...(vscList !== undefined ? { csiVolumeSnapshotContents: vscList } : {}),
+    },
     options,
   );
   const replaced: Record<string, Buffer> = { [names.volumeSnapshots]: gzipJson(out.volumeSnapshots) };
   if (out.volumeInfo && out.summary.volumeInfos > 0) replaced[names.volumeInfo] = gzipJson(out.volumeInfo);
+  // The CSI lists: the same text with the handles swapped, gzipped again.
+  if (out.csiVolumeSnapshots !== undefined)
+    replaced[names.csiVolumeSnapshots] = gzipSync(out.csiVolumeSnapshots);
+  if (out.csiVolumeSnapshotContents !== undefined)
+    replaced[names.csiVolumeSnapshotContents] = gzipSync(out.csiVolumeSnapshotContents);
   if (out.tarball && out.summary.tarEntries > 0) replaced[names.tarball] = out.tarball;
   if (tarball === "read") return { backup: out.backup, replaced, summary: out.summary };
   const plans = new Map(Object.entries(out.summary.volumes));
-  const editor = failoverTarEditor(names.tarball, plans, options.failoverRegion);
+  const editor = failoverTarEditor(names.tarball, plans, options.failoverRegion, out.csi);
   return { backup: out.backup, replaced, summary: out.summary, tarball: { file: names.tarball, editor } };
 }

@@ -14,7 +14,17 @@ import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
 import { EXIT, type Io, main } from "../../cli/dr.js";
-import { BACKUP, backupFiles, COPY_OF, FAILOVER_REGION, PVS, ZONE_MAP } from "../fixtures/velero/backup.js";
+import {
+  BACKUP,
+  backupFiles,
+  COPY_OF,
+  CSI_PVS,
+  FAILOVER_REGION,
+  MIXED_COPY_OF,
+  mixedBackupFiles,
+  PVS,
+  ZONE_MAP,
+} from "../fixtures/velero/backup.js";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 const work = mkdtempSync(join(tmpdir(), "velero-cli-"));
@@ -216,6 +226,71 @@ describe("dr velero rewrite (in process)", () => {
     expect(summary.volumes[PVS[0]?.name ?? ""].snapshotId).toBe(
       `us-east-1/${PVS[0]?.sourceSnapshotId};us-west-2/${PVS[0]?.copySnapshotId}`,
     );
+  });
+
+  it("a Velero 1.16 backup mixing native and CSI volumes: every handle a restore reads names a failover copy", async () => {
+    // arrange
+    const { io, out } = memoryIo();
+    const dest = outDir();
+    const input = mixedBackupFiles();
+    const inline = [...MIXED_COPY_OF].map(([a, b]) => `${a}=${b}`).join(",");
+    // act
+    const code = await main(args(backupDir(input), dest, inline), io);
+    // assert
+    expect(out.stderr).toBe("");
+    expect(code).toBe(EXIT.ok);
+    expect(out.stdout).toContain("2 CSI snapshot handle(s) (8 VolumeSnapshot/VolumeSnapshotContent entries)");
+    const sources = new Set([...MIXED_COPY_OF.keys()]);
+    const copies = new Set([...MIXED_COPY_OF.values()]);
+    // no source snapshot id is left anywhere a restore reads (every file, the tarball extracted)
+    const extracted = join(dest, "..", `${dest.split("/").at(-1)}-extracted`);
+    mkdirSync(extracted);
+    expect(spawnSync("tar", ["-xzf", join(dest, `${BACKUP}.tar.gz`), "-C", extracted]).status).toBe(0);
+    const texts = [
+      ...readdirSync(dest)
+        .filter((n) => n.endsWith(".json.gz"))
+        .map((n) => gunzipSync(readFileSync(join(dest, n))).toString()),
+      ...["cluster", "v1-preferredversion/cluster"].flatMap((d) => {
+        const dir = join(extracted, "resources/volumesnapshotcontents.snapshot.storage.k8s.io", d);
+        return readdirSync(dir).map((f) => readFileSync(join(dir, f), "utf8"));
+      }),
+      ...["namespaces/cbci", "v1-preferredversion/namespaces/cbci"].flatMap((d) => {
+        const dir = join(extracted, "resources/volumesnapshots.snapshot.storage.k8s.io", d);
+        return readdirSync(dir).map((f) => readFileSync(join(dir, f), "utf8"));
+      }),
+    ];
+    const ids = texts.flatMap((t) => t.match(/snap-[0-9a-f]{17}/g) ?? []);
+    expect(ids.length).toBeGreaterThan(0);
+    for (const id of ids) {
+      expect(sources.has(id)).toBe(false);
+      expect(copies.has(id)).toBe(true);
+    }
+    for (const p of CSI_PVS) expect(ids).toContain(p.copySnapshotId);
+    // native records also get failover zones
+    const records = JSON.parse(
+      gunzipSync(readFileSync(join(dest, `${BACKUP}-volumesnapshots.json.gz`))).toString(),
+    );
+    for (const r of records) expect(r.spec.volumeAZ).toMatch(/^us-west-2[abc]$/);
+  });
+
+  it("exits 2 naming the CSI volume and its snapshot when its copy is missing, writing nothing", async () => {
+    // arrange
+    const { io, out } = memoryIo();
+    const dest = outDir();
+    const missing = CSI_PVS[0] as (typeof CSI_PVS)[number];
+    const copyOf = new Map(MIXED_COPY_OF);
+    copyOf.delete(missing.sourceSnapshotId);
+    // act
+    const code = await main(args(backupDir(mixedBackupFiles()), dest, mapFile(copyOf)), io);
+    // assert
+    expect(code).toBe(EXIT.invalidInput);
+    expect(out.stdout).toBe("");
+    expect(out.stderr).toMatch(
+      new RegExp(
+        `^dr: velero rewrite: no failover copy of snapshot ${missing.sourceSnapshotId} \\(PV ${missing.name}, VolumeSnapshotContent snapcontent-[0-9a-f-]+\\)\n$`,
+      ),
+    );
+    expect(existsSync(dest)).toBe(false);
   });
 
   it("refuses a non-empty --out (exit 64) unless --force", async () => {

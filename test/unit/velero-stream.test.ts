@@ -25,6 +25,8 @@ import {
   COPY_OF,
   FAILOVER_REGION,
   goTar,
+  MIXED_COPY_OF,
+  mixedBackupFiles,
   pax,
   SOURCE_REGION,
   tarEntries,
@@ -289,6 +291,46 @@ describe("the rewrite for publishing (rewriteBackupFileSet with the tarball stre
     const counts = await published.tarball?.rewrite?.(Readable.from([files[FILE] ?? Buffer.alloc(0)]), sink);
     expect(counts?.replaced).toBe(reference.summary.tarEntries);
     expect(bytes().equals(tarball ?? Buffer.alloc(0))).toBe(true);
+  });
+
+  it("streams a backup mixing native and CSI volumes to the in-memory rewrite's bytes, CSI lists replaced alike", async () => {
+    // arrange
+    const files = mixedBackupFiles();
+    const mixed = { ...options, copyOf: MIXED_COPY_OF };
+    const small = Object.fromEntries(
+      Object.entries(files).filter(([name]) => rewriteInputs(BACKUP).includes(name)),
+    );
+    // act
+    const reference = rewriteBackupFileSet(files, mixed);
+    const published = publication(rewriteBackupFileSet(small, mixed, "stream"));
+    const { sink, bytes } = collector();
+    const counts = await published.tarball?.rewrite?.(
+      chunked(files[FILE] ?? Buffer.alloc(0), [777, 4096]),
+      sink,
+    );
+    // assert
+    const { [FILE]: tarball, ...rest } = reference.replaced;
+    expect(Object.keys(rest)).toContain(`${BACKUP}-csi-volumesnapshotcontents.json.gz`);
+    expect(Object.keys(rest)).toContain(`${BACKUP}-csi-volumesnapshots.json.gz`);
+    expect(published.replaced).toEqual(rest);
+    expect(counts?.replaced).toBe(reference.summary.tarEntries);
+    expect(bytes().equals(tarball ?? Buffer.alloc(0))).toBe(true);
+  });
+
+  it("fails the stream with MissingCopyError when a tarball CSI handle has no copy", async () => {
+    // arrange: the small files name no CSI snapshot, the tarball does
+    const files = mixedBackupFiles();
+    const native = { ...options, copyOf: COPY_OF };
+    const small = {
+      "velero-backup.json": files["velero-backup.json"] ?? Buffer.alloc(0),
+      [`${BACKUP}-volumesnapshots.json.gz`]: files[`${BACKUP}-volumesnapshots.json.gz`] ?? Buffer.alloc(0),
+    };
+    const published = publication(rewriteBackupFileSet(small, native, "stream"));
+    const { sink } = collector();
+    // act / assert
+    await expect(
+      published.tarball?.rewrite?.(Readable.from([files[FILE] ?? Buffer.alloc(0)]), sink),
+    ).rejects.toThrow(/^no failover copy of snapshot snap-0a1b2c3d4e5f60004 \(VolumeSnapshot/);
   });
 
   it("copies the tarball unread when no PV has a copy to move to", () => {

@@ -22,9 +22,12 @@ import {
   backupFiles,
   backupJson,
   COPY_OF,
+  CSI_PVS,
   FAILOVER_REGION,
   goTar,
   legacyVolumeSnapshotRecords,
+  MIXED_COPY_OF,
+  mixedBackupFiles,
   PVS,
   persistentVolume,
   SOURCE_REGION,
@@ -644,6 +647,171 @@ describe("sourceRegionOf: a backup's source region, from its own snapshots", () 
   it("refuses snapshots in two regions, naming the backup and both", () => {
     expect(() => sourceRegionOf("cbci-1", [rec("us-east-1", "snap-1"), rec("eu-west-1", "snap-2")])).toThrow(
       "backup cbci-1 has snapshots in several regions (eu-west-1, us-east-1)",
+    );
+  });
+});
+
+describe("the failover rewrite of CSI snapshots (a Velero 1.16-shaped backup mixing native and CSI volumes)", () => {
+  const VS_PATH =
+    /^resources\/volumesnapshots\.snapshot\.storage\.k8s\.io\/(?:v1-preferredversion\/)?namespaces\//;
+  const VSC_PATH =
+    /^resources\/volumesnapshotcontents\.snapshot\.storage\.k8s\.io\/(?:v1-preferredversion\/)?cluster\//;
+  const gz = (f: Record<string, Uint8Array>, suffix: string) => {
+    const bytes = f[`${BACKUP}${suffix}`];
+    if (!bytes) throw new Error(`no ${suffix}`);
+    return JSON.parse(gunzipSync(bytes).toString("utf8"));
+  };
+
+  /** Every CSI handle a restoring Velero (1.14 to current) reads, with where it was read. */
+  function csiHandles(f: Record<string, Uint8Array>): [string, string][] {
+    const out: [string, string][] = [];
+    const tar = gunzipSync(f[`${BACKUP}.tar.gz`] ?? Buffer.alloc(0));
+    for (const e of listTarEntries(tar)) {
+      const obj =
+        VS_PATH.test(e.name) || VSC_PATH.test(e.name) ? JSON.parse(tarEntryData(tar, e).toString()) : null;
+      if (obj?.kind === "VolumeSnapshot")
+        out.push([e.name, obj.metadata.annotations["velero.io/csi-volumesnapshot-handle"]]);
+      if (obj?.kind === "VolumeSnapshotContent") {
+        out.push([e.name, obj.status.snapshotHandle]);
+        if (obj.spec.source.snapshotHandle) out.push([`${e.name} spec`, obj.spec.source.snapshotHandle]);
+      }
+    }
+    for (const vs of gz(f, "-csi-volumesnapshots.json.gz") as Obj[])
+      out.push(["csi-volumesnapshots", vs.metadata.annotations["velero.io/csi-volumesnapshot-handle"]]);
+    for (const vsc of gz(f, "-csi-volumesnapshotcontents.json.gz") as Obj[]) {
+      out.push(["csi-volumesnapshotcontents", vsc.status.snapshotHandle]);
+      if (vsc.spec.source.snapshotHandle)
+        out.push(["csi-volumesnapshotcontents spec", vsc.spec.source.snapshotHandle]);
+    }
+    for (const info of gz(f, "-volumeinfo.json.gz") as Obj[])
+      if (info.backupMethod === "CSISnapshot")
+        out.push([`volumeinfo ${info.pvName}`, info.csiSnapshotInfo.snapshotHandle]);
+    return out;
+  }
+
+  it("the simulated Velero writes each CSI handle where Velero 1.16 does: 2 tarball paths x 2 objects, 2 lists, volumeinfo", () => {
+    // act
+    const handles = csiHandles(mixedBackupFiles());
+    // assert
+    expect(handles).toHaveLength(CSI_PVS.length * 7);
+    expect(new Set(handles.map(([, h]) => h))).toEqual(new Set(CSI_PVS.map((p) => p.sourceSnapshotId)));
+  });
+
+  it("names only failover copies in every handle a restore reads, and native records get copies and failover zones", () => {
+    // arrange
+    const input = mixedBackupFiles();
+    // act
+    const { replaced, summary } = rewriteBackupFileSet(input, options({ copyOf: MIXED_COPY_OF }));
+    // assert
+    const out = { ...input, ...replaced };
+    const copyOf = (h: string) => CSI_PVS.find((p) => p.sourceSnapshotId === h)?.copySnapshotId;
+    const before = csiHandles(input);
+    const after = csiHandles(out);
+    expect(after.map(([w]) => w)).toEqual(before.map(([w]) => w));
+    after.forEach(([, h], i) => {
+      expect(h).toBe(copyOf(before[i]?.[1] ?? ""));
+    });
+    expect(Object.keys(replaced).sort()).toEqual(
+      [
+        `${BACKUP}-csi-volumesnapshotcontents.json.gz`,
+        `${BACKUP}-csi-volumesnapshots.json.gz`,
+        `${BACKUP}-volumeinfo.json.gz`,
+        `${BACKUP}-volumesnapshots.json.gz`,
+        `${BACKUP}.tar.gz`,
+      ].sort(),
+    );
+    for (const r of parseVolumeSnapshots(gz(out, "-volumesnapshots.json.gz"))) {
+      const pv = PVS.find((p) => p.name === r.persistentVolumeName);
+      expect(r.providerSnapshotID).toBe(pv?.copySnapshotId);
+      expect(r.volumeAZ).toBe(ZONE_MAP[pv?.zone as keyof typeof ZONE_MAP]);
+    }
+    expect(summary.csiSnapshots).toEqual(
+      Object.fromEntries(CSI_PVS.map((p) => [p.sourceSnapshotId, p.copySnapshotId])),
+    );
+    expect(summary.snapshotObjectEntries).toBe(CSI_PVS.length * 4);
+    expect(summary.tarEntries).toBe(PVS.length * 2 + CSI_PVS.length * 4);
+  });
+
+  it("changes nothing else: other tar entries byte for byte, the snapshot objects and lists only in their handles", () => {
+    // arrange
+    const input = mixedBackupFiles();
+    const swap = (text: string) =>
+      CSI_PVS.reduce((t, p) => t.replaceAll(`"${p.sourceSnapshotId}"`, `"${p.copySnapshotId}"`), text);
+    // act
+    const { replaced } = rewriteBackupFileSet(input, options({ copyOf: MIXED_COPY_OF }));
+    // assert
+    const inTar = gunzipSync(input[`${BACKUP}.tar.gz`] ?? Buffer.alloc(0));
+    const outTar = gunzipSync(replaced[`${BACKUP}.tar.gz`] ?? Buffer.alloc(0));
+    const before = listTarEntries(inTar);
+    const after = listTarEntries(outTar);
+    expect(after.map((e) => e.name)).toEqual(before.map((e) => e.name));
+    before.forEach((b, i) => {
+      const a = after[i] as (typeof after)[number];
+      if (VS_PATH.test(b.name) || VSC_PATH.test(b.name)) {
+        // the VolumeSnapshotContent's int64 status.creationTime (nanoseconds) survives digit for digit
+        expect(tarEntryData(outTar, a).toString()).toBe(swap(tarEntryData(inTar, b).toString()));
+        expect(tarEntryData(outTar, a).toString()).not.toBe(tarEntryData(inTar, b).toString());
+      } else if (!PV_PATH.test(b.name)) {
+        expect(outTar.subarray(a.headerOffset, a.end)).toEqual(inTar.subarray(b.headerOffset, b.end));
+      }
+    });
+    for (const list of ["-csi-volumesnapshots.json.gz", "-csi-volumesnapshotcontents.json.gz"]) {
+      const name = `${BACKUP}${list}`;
+      expect(gunzipSync(replaced[name] ?? Buffer.alloc(0)).toString()).toBe(
+        swap(gunzipSync(input[name] ?? Buffer.alloc(0)).toString()),
+      );
+    }
+    expect(
+      gunzipSync(input[`${BACKUP}-csi-volumesnapshotcontents.json.gz`] ?? Buffer.alloc(0)).toString(),
+    ).toMatch(/"creationTime":\d{19},/);
+  });
+
+  it("rewrites spec.source.snapshotHandle when set (a pre-provisioned content, or one a 1.16+ restore wrote)", () => {
+    // arrange
+    const input = mixedBackupFiles();
+    const name = `${BACKUP}-csi-volumesnapshotcontents.json.gz`;
+    const list = gz(input, "-csi-volumesnapshotcontents.json.gz") as Obj[];
+    const first = list[0] as Obj;
+    first.spec.source = { snapshotHandle: first.status.snapshotHandle };
+    const files = { ...input, [name]: gzipSync(`${JSON.stringify(list)}\n`) };
+    // act
+    const { replaced } = rewriteBackupFileSet(files, options({ copyOf: MIXED_COPY_OF }));
+    // assert
+    const out = JSON.parse(gunzipSync(replaced[name] ?? Buffer.alloc(0)).toString()) as Obj[];
+    expect(out[0]?.spec.source.snapshotHandle).toBe(CSI_PVS[0]?.copySnapshotId);
+    expect(out[0]?.status.snapshotHandle).toBe(CSI_PVS[0]?.copySnapshotId);
+  });
+
+  it("fails with MissingCopyError naming the PV, its VolumeSnapshotContent and the snapshot when a CSI copy is missing", () => {
+    // arrange
+    const copyOf = new Map(MIXED_COPY_OF);
+    const missing = CSI_PVS[1] as (typeof CSI_PVS)[number];
+    copyOf.delete(missing.sourceSnapshotId);
+    // act
+    const err = thrown(() => rewriteBackupFileSet(mixedBackupFiles(), options({ copyOf })));
+    // assert
+    expect(err).toBeInstanceOf(MissingCopyError);
+    expect((err as Error).message).toBe(
+      `no failover copy of snapshot ${missing.sourceSnapshotId} (PV ${missing.name}, VolumeSnapshotContent ${files.volumeSnapshotContentName(missing)})`,
+    );
+  });
+
+  it("fails the same when only the tarball names a CSI handle without a copy (no volumeinfo, no CSI lists)", () => {
+    // arrange
+    const copyOf = new Map(MIXED_COPY_OF);
+    const missing = CSI_PVS[0] as (typeof CSI_PVS)[number];
+    copyOf.delete(missing.sourceSnapshotId);
+    const bare = Object.fromEntries(
+      Object.entries(mixedBackupFiles()).filter(
+        ([n]) => !/-(volumeinfo|csi-volumesnapshots|csi-volumesnapshotcontents)\.json\.gz$/.test(n),
+      ),
+    );
+    // act
+    const err = thrown(() => rewriteBackupFileSet(bare, options({ copyOf })));
+    // assert
+    expect(err).toBeInstanceOf(MissingCopyError);
+    expect((err as Error).message).toMatch(
+      new RegExp(`^no failover copy of snapshot ${missing.sourceSnapshotId} \\(Volume`),
     );
   });
 });

@@ -28,6 +28,9 @@ export function withRegistry(rt: Runtime, options: { s3?: S3Client; codec?: Vele
     {
       allowedWarnings: velero.allowedWarnings,
       backupRepositoryReplicated: velero.backupRepositoryReplicated ?? false,
+      // Registration copies a backup's CSI snapshots (the registry's `snapshots`), and publishing
+      // names their copies in every CSI handle a restore reads: a CSI volume counts once copied.
+      csiSnapshotsCopied: true,
     },
   );
   return rt;

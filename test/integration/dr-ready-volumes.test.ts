@@ -1,8 +1,10 @@
 import { randomUUID } from "node:crypto";
+import { gunzipSync } from "node:zlib";
 import { CreateSnapshotCommand } from "@aws-sdk/client-ec2";
-import { ListObjectsV2Command } from "@aws-sdk/client-s3";
+import { GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { describe, expect, it } from "vitest";
 import type { VeleroConfig } from "../../functions/core/config.js";
+import { listTarEntries, tarEntryData } from "../../functions/core/velero-rewrite.js";
 import type { Controller, SimulatedPrimary, TakenSnapshot } from "../../local/primary.js";
 import type { LocalPlane } from "../../local/runtime.js";
 import { repositoryVolumes, SimulatedVelero, snapshotVolumes } from "../../local/velero.js";
@@ -72,7 +74,7 @@ async function failoverObjects(plane: LocalPlane, backup: string): Promise<strin
 const start = () => new Date(Date.now() - 5 * 60_000);
 
 describe("DR-ready: volumes Velero backed up other than by native snapshots", () => {
-  it("a Completed backup whose volumes are all CSI snapshots: each snapshot copied once, tagged with the backup and PV; not DR-ready yet, naming each volume", async () => {
+  it("a Completed backup whose volumes are all CSI snapshots: each copied once, tagged with the backup and PV; then DR-ready, its metadata naming the copies in every CSI handle", async () => {
     // arrange
     const { plane, primary } = await makePlane(moto(), { copyDelayMs: 1, config: { velero: VELERO } });
     await primary.addControllers(2);
@@ -93,30 +95,8 @@ describe("DR-ready: volumes Velero backed up other than by native snapshots", ()
     );
     await plane.settle();
 
-    // assert
-    const stored = await plane.rt.ledger.getBackup(name);
-    expect(stored).toMatchObject({
-      phase: "Completed",
-      verdict: "not-ready",
-      copied: 0,
-      expectedCount: 0,
-      expected: [],
-      volumeSnapshotsAttempted: 0,
-      csiVolumeSnapshotsAttempted: 2,
-      csiVolumeSnapshotsCompleted: 2,
-    });
-    expect(stored?.volumes?.map((v) => [v.method, v.pvName, v.snapshotHandle])).toEqual(
-      snaps.map((s) => ["csi", s.pvName, s.snapshotId]),
-    );
-    for (const s of snaps) {
-      expect(stored?.reason).toContain(
-        `CSI snapshot ${s.snapshotId} of pv ${s.pvName}: its copy is made, but the failover metadata does not name CSI copies yet, so a restore would use the source-region snapshot`,
-      );
-    }
-    expect(stored?.drReadyAt).toBeUndefined();
-    expect(await failoverObjects(plane, name)).toEqual([]);
-    // registration found the CSI snapshots in the backup's volumeinfo (they carry no Velero tag) and
-    // copied each exactly once, tagged with the backup and its PV
+    // assert: registration found the CSI snapshots in the backup's volumeinfo (they carry no Velero
+    // tag) and copied each exactly once, tagged with the backup and its PV
     const copies = await copiesBySource(moto(), "us-west-2");
     expect(snaps.map((s) => copies.get(s.snapshotId)?.length)).toEqual(snaps.map(() => 1));
     const records = await plane.rt.ledger.getSnapshots(snaps.map((s) => s.snapshotId));
@@ -127,6 +107,52 @@ describe("DR-ready: volumes Velero backed up other than by native snapshots", ()
         schedule: "cbci-dr",
         tags: expect.objectContaining({ "velero.io/backup": name, "velero.io/pv": s.pvName }),
       });
+    }
+    const copyOf = new Map(
+      snaps.map((s) => [s.snapshotId, records.get(s.snapshotId)?.copySnapshotId ?? "?"]),
+    );
+    // then the backup is DR-ready: every CSI volume copied, the counts agreeing
+    const stored = await plane.rt.ledger.getBackup(name);
+    expect(stored).toMatchObject({
+      phase: "Completed",
+      verdict: "dr-ready",
+      copied: 2,
+      expectedCount: 2,
+      expected: [],
+      volumeSnapshotsAttempted: 0,
+      csiVolumeSnapshotsAttempted: 2,
+      csiVolumeSnapshotsCompleted: 2,
+    });
+    expect(stored?.volumes?.map((v) => [v.method, v.pvName, v.snapshotHandle])).toEqual(
+      snaps.map((s) => ["csi", s.pvName, s.snapshotId]),
+    );
+    // and its failover metadata names the copies wherever a restore reads a CSI handle
+    const published = await failoverObjects(plane, name);
+    const read = async (file: string) => {
+      const o = await plane.clients.s3.send(
+        new GetObjectCommand({ Bucket: VELERO.failoverBucket, Key: `failover/backups/${name}/${file}` }),
+      );
+      return Buffer.from((await o.Body?.transformToByteArray()) ?? new Uint8Array());
+    };
+    expect(published).toContain(`failover/backups/${name}/${name}-volumeinfo.json.gz`);
+    const info = JSON.parse(gunzipSync(await read(`${name}-volumeinfo.json.gz`)).toString("utf8")) as Array<{
+      pvName?: string;
+      csiSnapshotInfo?: { snapshotHandle?: string };
+    }>;
+    for (const s of snaps) {
+      expect(info.find((e) => e.pvName === s.pvName)?.csiSnapshotInfo?.snapshotHandle).toBe(
+        copyOf.get(s.snapshotId),
+      );
+    }
+    const contents = gunzipSync(await read(`${name}-csi-volumesnapshotcontents.json.gz`)).toString("utf8");
+    const tar = gunzipSync(await read(`${name}.tar.gz`));
+    const vscs = listTarEntries(tar).filter((e) => e.name.includes("volumesnapshotcontents"));
+    expect(vscs.length).toBeGreaterThanOrEqual(snaps.length);
+    for (const s of snaps) {
+      expect(contents).not.toContain(s.snapshotId);
+      expect(contents).toContain(copyOf.get(s.snapshotId));
+      for (const e of vscs)
+        expect(Buffer.from(tarEntryData(tar, e)).toString("utf8")).not.toContain(s.snapshotId);
     }
   });
 
@@ -273,7 +299,7 @@ describe("DR-ready: volumes Velero backed up other than by native snapshots", ()
     },
   );
 
-  it("with BACKUP_REPOSITORY_REPLICATED on, a CSI volume still keeps a backup from DR-ready", async () => {
+  it("a backup mixing a native and a CSI volume is DR-ready once both are copied", async () => {
     // arrange: one native snapshot, one CSI snapshot
     const velero = { ...VELERO, backupRepositoryReplicated: true };
     const { plane, primary } = await makePlane(moto(), { copyDelayMs: 1, config: { velero } });
@@ -299,9 +325,7 @@ describe("DR-ready: volumes Velero backed up other than by native snapshots", ()
 
     // assert
     const stored = await plane.rt.ledger.getBackup(name);
-    expect(stored).toMatchObject({ verdict: "not-ready", copied: 1, expectedCount: 1 });
-    expect(stored?.reason).toBe(
-      `CSI snapshot ${csi[0]?.snapshotId} of pv ${c.pvName}: its copy is made, but the failover metadata does not name CSI copies yet, so a restore would use the source-region snapshot`,
-    );
+    expect(stored).toMatchObject({ verdict: "dr-ready", copied: 2, expectedCount: 2 });
+    expect(c.pvName).toBeDefined();
   });
 });

@@ -8,7 +8,7 @@ import { DEFAULTS, type VeleroConfig } from "../functions/core/config.js";
 import { SOURCE_SNAPSHOT_TAG, VELERO_BACKUP_TAG, VELERO_PV_TAG } from "../functions/core/model.js";
 import type { Clock } from "../functions/core/ports.js";
 import { buildStatus } from "../functions/core/status.js";
-import { gunzipJson, parseVolumeSnapshots } from "../functions/core/velero.js";
+import { gunzipJson, parseVolumeInfo, parseVolumeSnapshots } from "../functions/core/velero.js";
 import { intOption } from "./cli.js";
 import { type FailoverRunSummary, runFailoverDrill } from "./drill-failover.js";
 import { type Moto, startMoto } from "./moto.js";
@@ -49,6 +49,11 @@ export interface DrillOptions {
   copyDelayMs: number;
   endpoint?: string;
   schedule: string;
+  /**
+   * How many controllers' volumes Velero snapshots through CSI (the first ones), the rest natively
+   * (velero-plugin-for-aws). Default 0.
+   */
+  csi?: number;
   /** Where the HTML report goes (default .build/drill-report.html). */
   reportPath?: string;
 }
@@ -56,7 +61,11 @@ export interface DrillOptions {
 export interface DrillSummary {
   controllers: number;
   backupsTaken: number;
+  /** Every backup's source snapshots, native and CSI. */
   sourceSnapshots: number;
+  /** Of those, taken by the EBS CSI driver (Velero's CSI support), and their copies. */
+  csiSnapshots: number;
+  csiCopies: number;
   copies: number;
   duplicateCopies: number;
   superseded: number;
@@ -163,10 +172,22 @@ export async function runDrill(
       clock.set(at);
       const stamp = new Date(at).toISOString().replace(/[-:T]/g, "").slice(0, 14);
       const name = `${o.schedule}-${stamp}`;
-      const snaps = await primary.takeBackup(name, { schedule: o.schedule });
+      const csiCount = Math.min(o.csi ?? 0, primary.controllers.length);
+      const native = await primary.takeBackup(name, {
+        schedule: o.schedule,
+        controllers: primary.controllers.slice(csiCount),
+      });
+      const csi = await primary.takeCsiSnapshots(name, primary.controllers.slice(0, csiCount));
+      const snaps = [...native, ...csi];
       clock.set(at + 90_000);
       await bucket.writeBackup(
-        { name, schedule: o.schedule, start: new Date(at), controllers: primary.controllers },
+        {
+          name,
+          schedule: o.schedule,
+          start: new Date(at),
+          controllers: primary.controllers,
+          methods: [...native.map(() => "native" as const), ...csi.map(() => "csi" as const)],
+        },
         snaps,
         "us-east-1a",
       );
@@ -182,7 +203,9 @@ export async function runDrill(
     clock.set(base + o.backups * SCHEDULE_MINUTES * 60_000 - 1000);
     await sample();
 
-    const sources = await describeAll(primary.ec2, VELERO_BACKUP_TAG);
+    const csiSources = await describeAll(primary.ec2, "CSIVolumeSnapshotName");
+    const sources = [...(await describeAll(primary.ec2, VELERO_BACKUP_TAG)), ...csiSources];
+    const csiIds = new Set(csiSources.map((s) => s.SnapshotId));
     const ec2F = new EC2Client({ endpoint, region: failoverRegion, credentials: LOCAL_CREDENTIALS });
     const copies = await describeAll(ec2F, SOURCE_SNAPSHOT_TAG);
     const sourceOf = copies.map((c) => c.Tags?.find((t) => t.Key === SOURCE_SNAPSHOT_TAG)?.Value);
@@ -207,6 +230,8 @@ export async function runDrill(
       controllers: o.controllers,
       backupsTaken: o.backups,
       sourceSnapshots: sources.length,
+      csiSnapshots: csiSources.length,
+      csiCopies: sourceOf.filter((id) => csiIds.has(id)).length,
       copies: copies.length,
       duplicateCopies: copies.length - new Set(sourceOf).size,
       superseded: count("superseded"),
@@ -260,7 +285,9 @@ async function verifyFailoverMetadata(plane: LocalPlane, velero: VeleroConfig, e
   const keys = (list.Contents ?? []).map((c) => c.Key ?? "");
   let failoverRecords = 0;
   let failoverRecordsVerified = 0;
-  for (const key of keys.filter((k) => k.endsWith("-volumesnapshots.json.gz"))) {
+  const native = (k: string) =>
+    k.endsWith("-volumesnapshots.json.gz") && !k.endsWith("-csi-volumesnapshots.json.gz");
+  for (const key of keys.filter(native)) {
     const o = await plane.clients.s3.send(new GetObjectCommand({ Bucket: velero.failoverBucket, Key: key }));
     const records = parseVolumeSnapshots(
       gunzipJson((await o.Body?.transformToByteArray()) ?? new Uint8Array(), key),
@@ -281,6 +308,27 @@ async function verifyFailoverMetadata(plane: LocalPlane, velero: VeleroConfig, e
       ) {
         failoverRecordsVerified++;
       }
+    }
+  }
+  // CSI volumes: each handle in the published volumeinfo must be a completed copy of that PV in the
+  // failover region (a CSI volume is re-provisioned from its VolumeSnapshot: no zone in the records).
+  for (const key of keys.filter((k) => k.endsWith("-volumeinfo.json.gz"))) {
+    const o = await plane.clients.s3.send(new GetObjectCommand({ Bucket: velero.failoverBucket, Key: key }));
+    const csi = parseVolumeInfo(
+      gunzipJson((await o.Body?.transformToByteArray()) ?? new Uint8Array(), key),
+    ).filter((e) => e.backupMethod === "CSISnapshot" && !e.snapshotDataMoved);
+    if (csi.length === 0) continue;
+    const found = await ec2F.send(
+      new DescribeSnapshotsCommand({
+        Filters: [{ Name: "snapshot-id", Values: csi.map((e) => e.csiSnapshot?.snapshotHandle ?? "") }],
+      }),
+    );
+    const byId = new Map((found.Snapshots ?? []).map((c) => [c.SnapshotId, c]));
+    for (const e of csi) {
+      failoverRecords++;
+      const c = byId.get(e.csiSnapshot?.snapshotHandle ?? "");
+      const pv = c?.Tags?.find((t) => t.Key === VELERO_PV_TAG)?.Value;
+      if (c?.State === "completed" && pv === e.pvName) failoverRecordsVerified++;
     }
   }
   return { failoverMetadataObjects: keys.length, failoverRecords, failoverRecordsVerified };
@@ -318,14 +366,14 @@ function render(s: DrillSummary): string {
     `Velero DR drill: ${s.primaryRegion} -> ${s.failoverRegion}`,
     `  controllers              ${s.controllers}`,
     `  backups taken            ${s.backupsTaken}`,
-    `  source snapshots         ${s.sourceSnapshots}`,
+    `  source snapshots         ${s.sourceSnapshots}  (of which CSI: ${s.csiSnapshots}, copied: ${s.csiCopies})`,
     `  copies in failover       ${s.copies}  (duplicates: ${s.duplicateCopies}, tagged with backup+pv: ${s.taggedCopies})`,
     `  superseded / failed      ${s.superseded} / ${s.failed}`,
     `  still waiting / copying  ${s.waiting} / ${s.copying}`,
     `  max copies in flight     ${s.maxInFlight}  (budget ${s.budget}, AWS limit 20)`,
     `  backups registered       ${s.backups}  (DR-ready: ${s.drReadyBackups}${s.notReady.length ? `; not ready: ${s.notReady.map((n) => `${n.backup}: ${n.reason}`).join("; ")}` : ""})`,
     `  recovery point age       ${s.recoveryPointAgeSeconds === null ? "NONE" : `${Math.round(s.recoveryPointAgeSeconds / 60)} min`}  (target ${s.rpoTargetSeconds / 60} min, drill time)`,
-    `  failover metadata        ${s.failoverMetadataObjects} objects; ${s.failoverRecordsVerified} of ${s.failoverRecords} PV records resolve to a completed copy of their PV`,
+    `  failover metadata        ${s.failoverMetadataObjects} objects; ${s.failoverRecordsVerified} of ${s.failoverRecords} PV records and CSI handles resolve to a completed copy of their PV`,
     `  standby Kubernetes API   ${s.standIn}`,
     `  failover drill           ${runLine(s.drill, s)}`,
     `  failover                 ${runLine(s.failover, s)}`,
@@ -340,6 +388,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       controllers: { type: "string", default: "20" },
+      csi: { type: "string", default: "5" },
       backups: { type: "string", default: "3" },
       budget: { type: "string", default: String(DEFAULTS.copyBudget) },
       "copy-delay-ms": { type: "string", default: "300" },
@@ -352,13 +401,14 @@ async function main(): Promise<void> {
   });
   if (values.help) {
     process.stdout.write(
-      "usage: npm start -- [--controllers N] [--backups K] [--budget B] [--copy-delay-ms MS] [--endpoint URL] [--report FILE] [--json]\n",
+      "usage: npm start -- [--controllers N] [--csi C] [--backups K] [--budget B] [--copy-delay-ms MS] [--endpoint URL] [--report FILE] [--json]\n",
     );
     return;
   }
   const endpoint = values.endpoint ?? process.env.AWS_ENDPOINT_URL;
   const options: DrillOptions = {
     controllers: intOption("controllers", values.controllers, 1, 1000),
+    csi: intOption("csi", values.csi, 0, 1000),
     backups: intOption("backups", values.backups, 1, 100),
     budget: intOption("budget", values.budget, 1, 20),
     copyDelayMs: intOption("copy-delay-ms", values["copy-delay-ms"], 0, 60_000),

@@ -100,6 +100,34 @@ export class SimulatedPrimary {
     if (options.emit !== false) await this.emitCreated(taken);
     return taken;
   }
+  /**
+   * Snapshots of these controllers' volumes as the EBS CSI driver takes them for Velero's CSI
+   * support: tagged `CSIVolumeSnapshotName` and `ebs.csi.aws.com/cluster`, not with Velero's tags
+   * (the backup names them only in its volumeinfo). No EBS event is played for them: the pipeline
+   * ignores untagged snapshots' events and learns of them from the backup's files.
+   */
+  async takeCsiSnapshots(backup: string, controllers: readonly Controller[]): Promise<TakenSnapshot[]> {
+    const out: TakenSnapshot[] = [];
+    for (const c of controllers) {
+      const tags = {
+        CSIVolumeSnapshotName: `snapshot-${randomUUID()}`,
+        "ebs.csi.aws.com/cluster": "true",
+        [`kubernetes.io/cluster/${this.cluster}`]: "owned",
+      };
+      const snap = await this.ec2.send(
+        new CreateSnapshotCommand({
+          VolumeId: c.volumeId,
+          Description: `Created by AWS EBS CSI driver for volume ${c.volumeId}`,
+          TagSpecifications: [
+            { ResourceType: "snapshot", Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })) },
+          ],
+        }),
+      );
+      if (!snap.SnapshotId) throw new Error("CreateSnapshot returned no SnapshotId");
+      out.push({ snapshotId: snap.SnapshotId, volumeId: c.volumeId, backup, pvName: c.pvName });
+    }
+    return out;
+  }
 
   /** The createSnapshot events AWS would emit, as the primary's rule forwards them to the failover bus. */
   createdEvent(

@@ -1,11 +1,9 @@
-import { randomUUID } from "node:crypto";
 import { gunzipSync } from "node:zlib";
-import { CreateSnapshotCommand } from "@aws-sdk/client-ec2";
 import { GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { describe, expect, it } from "vitest";
 import type { VeleroConfig } from "../../functions/core/config.js";
 import { listTarEntries, tarEntryData } from "../../functions/core/velero-rewrite.js";
-import type { Controller, SimulatedPrimary, TakenSnapshot } from "../../local/primary.js";
+import type { Controller, SimulatedPrimary } from "../../local/primary.js";
 import type { LocalPlane } from "../../local/runtime.js";
 import { repositoryVolumes, SimulatedVelero, snapshotVolumes } from "../../local/velero.js";
 import { backupFiles } from "../../local/velero-files.js";
@@ -30,36 +28,9 @@ const VELERO: VeleroConfig = {
   combinedIds: false,
 };
 
-/**
- * Snapshots as the EBS CSI driver takes them for a VolumeSnapshot: its own tags, not
- * velero-plugin-for-aws's (so the replication plane does not take them for Velero's).
- */
-async function csiSnapshots(
-  primary: SimulatedPrimary,
-  backup: string,
-  controllers: readonly Controller[],
-): Promise<TakenSnapshot[]> {
-  const out: TakenSnapshot[] = [];
-  for (const c of controllers) {
-    const tags = {
-      CSIVolumeSnapshotName: `snapshot-${randomUUID()}`,
-      "ebs.csi.aws.com/cluster": "true",
-      [`kubernetes.io/cluster/${primary.cluster}`]: "owned",
-    };
-    const snap = await primary.ec2.send(
-      new CreateSnapshotCommand({
-        VolumeId: c.volumeId,
-        Description: `Created by AWS EBS CSI driver for volume ${c.volumeId}`,
-        TagSpecifications: [
-          { ResourceType: "snapshot", Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })) },
-        ],
-      }),
-    );
-    if (!snap.SnapshotId) throw new Error("CreateSnapshot returned no SnapshotId");
-    out.push({ snapshotId: snap.SnapshotId, volumeId: c.volumeId, backup, pvName: c.pvName });
-  }
-  return out;
-}
+/** Snapshots as the EBS CSI driver takes them (see SimulatedPrimary.takeCsiSnapshots). */
+const csiSnapshots = (primary: SimulatedPrimary, backup: string, controllers: readonly Controller[]) =>
+  primary.takeCsiSnapshots(backup, controllers);
 
 async function failoverObjects(plane: LocalPlane, backup: string): Promise<string[]> {
   const out = await plane.clients.s3.send(

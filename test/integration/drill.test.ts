@@ -10,7 +10,7 @@ import { useMoto } from "../support/harness.js";
 const moto = useMoto();
 
 describe("local drill (npm start)", () => {
-  it("20 controllers x 3 scheduled backups: 60 snapshots, 60 tagged copies, no duplicates, within the budget, all DR-ready", async () => {
+  it("20 controllers (5 on CSI) x 3 scheduled backups: 60 snapshots, 60 tagged copies, no duplicates, within the budget, all DR-ready, every record and CSI handle verified", async () => {
     // act
     const report = join(mkdtempSync(join(tmpdir(), "drill-")), "report.html");
     const s = await runDrill({
@@ -19,6 +19,7 @@ describe("local drill (npm start)", () => {
       budget: 16,
       copyDelayMs: 20,
       schedule: "cbci-dr",
+      csi: 5, // 5 of the 20 controllers' volumes snapshotted through CSI, the rest natively
       endpoint: moto().endpoint,
       reportPath: report,
     });
@@ -26,6 +27,8 @@ describe("local drill (npm start)", () => {
     // assert
     expect(s).toMatchObject({
       sourceSnapshots: 60,
+      csiSnapshots: 15,
+      csiCopies: 15,
       copies: 60,
       duplicateCopies: 0,
       superseded: 0,
@@ -44,7 +47,7 @@ describe("local drill (npm start)", () => {
       notReady: [],
       failoverRecords: 60,
       failoverRecordsVerified: 60,
-      failoverMetadataObjects: 30,
+      failoverMetadataObjects: 33, // 11 files per backup, its CSI lists included
       rpoTargetSeconds: 3600,
     });
     // the drill ends one schedule interval after the newest backup started

@@ -127,6 +127,51 @@ describe("DR-ready: volumes Velero backed up other than by native snapshots", ()
     }
   });
 
+  it("a CSI-only backup is pending while its copies are in flight, and DR-ready once they complete", async () => {
+    // arrange: copies stay pending until released (the emulator completes them at once)
+    const { plane, primary } = await makePlane(moto(), { copyDelayMs: "held", config: { velero: VELERO } });
+    await primary.addControllers(2);
+    const name = "cbci-dr-20261127143000";
+    const snaps = await csiSnapshots(primary, name, primary.controllers);
+    await new SimulatedVelero(plane.clients.s3, VELERO).writeBackup(
+      {
+        name,
+        schedule: "cbci-dr",
+        start: start(),
+        controllers: primary.controllers,
+        methods: snaps.map(() => "csi"),
+      },
+      snaps,
+      "us-east-1a",
+    );
+
+    // act 1: registration finds and starts the copies
+    await plane.drain();
+
+    // assert 1: not ready, nothing published, while its copies are pending
+    expect(plane.emitter.held.map((c) => c.sourceSnapshotId).sort()).toEqual(
+      snaps.map((s) => s.snapshotId).sort(),
+    );
+    expect(await plane.rt.ledger.getBackup(name)).toMatchObject({
+      verdict: "pending",
+      copied: 0,
+      expectedCount: 2,
+    });
+    expect(await failoverObjects(plane, name)).toEqual([]);
+
+    // act 2: the copies complete
+    await plane.emitter.release();
+    await plane.drain();
+
+    // assert 2
+    expect(await plane.rt.ledger.getBackup(name)).toMatchObject({
+      verdict: "dr-ready",
+      copied: 2,
+      expectedCount: 2,
+    });
+    expect((await failoverObjects(plane, name)).length).toBeGreaterThan(0);
+  });
+
   it("a backup with file-system and data-mover volumes is not DR-ready, with the reason, although its native snapshots are copied", async () => {
     // arrange: four controllers; two natively snapshotted, one by file-system backup, one by the data mover
     const { plane, primary } = await makePlane(moto(), { copyDelayMs: 1, config: { velero: VELERO } });

@@ -869,7 +869,11 @@ export function failoverTarEditor(
           ? "VolumeSnapshot"
           : undefined;
   return {
-    idle: plans.size === 0 && (csi === undefined || csi.volumes.size === 0),
+    // Idle (the tarball copied unread) only when nothing in it can need a change: no PV to move and
+    // no CSI handles to check. With `csi` given, any VolumeSnapshot or VolumeSnapshotContent in the
+    // tarball must name a copy, including ones the backup's small files do not list (users' own
+    // snapshot objects in a backed-up namespace): so it is read, and fails closed, as in memory.
+    idle: plans.size === 0 && csi === undefined,
     persistentVolumes,
     snapshotObjects,
     wants: (name, type) =>

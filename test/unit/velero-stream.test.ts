@@ -333,13 +333,21 @@ describe("the rewrite for publishing (rewriteBackupFileSet with the tarball stre
     ).rejects.toThrow(/^no failover copy of snapshot snap-0a1b2c3d4e5f60004 \(VolumeSnapshot/);
   });
 
-  it("copies the tarball unread when no PV has a copy to move to", () => {
-    // arrange: a backup whose snapshot list is empty (no volumeinfo: Velero 1.12 and older)
-    const { [`${BACKUP}-volumeinfo.json.gz`]: _, ...files } = backupFiles();
-    const empty = { ...files, [`${BACKUP}-volumesnapshots.json.gz`]: gzipSync("null\n") };
+  it("fails closed: with no PV to move and no CSI handle in the small files, the tarball is still read, and a snapshot object naming an uncopied snapshot fails the stream", async () => {
+    // arrange: no native snapshots, no volumeinfo or CSI lists (users' own VolumeSnapshots in a
+    // backed-up namespace, say), but VolumeSnapshot/VolumeSnapshotContent objects in the tarball
+    const files = mixedBackupFiles();
+    const small = {
+      "velero-backup.json": files["velero-backup.json"] ?? Buffer.alloc(0),
+      [`${BACKUP}-volumesnapshots.json.gz`]: gzipSync("null\n"),
+    };
     // act
-    const published = publication(rewriteBackupFileSet(empty, options, "stream"));
-    // assert
-    expect(published.tarball).toEqual({ file: FILE });
+    const published = publication(rewriteBackupFileSet(small, { ...options, copyOf: new Map() }, "stream"));
+    // assert: not copied unread (that would publish source-region handles), and refused
+    expect(published.tarball?.rewrite).toBeDefined();
+    const { sink } = collector();
+    await expect(
+      published.tarball?.rewrite?.(Readable.from([files[FILE] ?? Buffer.alloc(0)]), sink),
+    ).rejects.toThrow(/^no failover copy of snapshot snap-/);
   });
 });

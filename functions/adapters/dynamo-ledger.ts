@@ -911,8 +911,9 @@ export class DynamoLedger implements Ledger, BackupLedger {
         // then say "already ready" and the backup would never be reported). A racing evaluation that
         // lost reads the winner's token (a time could be the same millisecond). ALL_NEW, not
         // UPDATED_NEW: whether an attribute SET to its own value counts as "updated" is not something
-        // to rest a metric on (the emulator leaves it out). Return values cost no capacity.
-        ReturnValues: "ALL_NEW",
+        // to rest a metric on (the emulator leaves it out). Only asked for when publishing: the
+        // other verdicts need no answer, and the item carries the backup's whole snapshot list.
+        ...(published ? { ReturnValues: "ALL_NEW" as const } : {}),
         ConditionExpression: "gsi1pk = :gsi",
         ExpressionAttributeValues: {
           ":v": e.verdict,

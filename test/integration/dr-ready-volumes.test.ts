@@ -3,7 +3,7 @@ import { GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { describe, expect, it } from "vitest";
 import type { VeleroConfig } from "../../functions/core/config.js";
 import { listTarEntries, tarEntryData } from "../../functions/core/velero-rewrite.js";
-import type { Controller, SimulatedPrimary } from "../../local/primary.js";
+import type { Controller } from "../../local/primary.js";
 import type { LocalPlane } from "../../local/runtime.js";
 import { repositoryVolumes, SimulatedVelero, snapshotVolumes } from "../../local/velero.js";
 import { backupFiles } from "../../local/velero-files.js";
@@ -28,10 +28,6 @@ const VELERO: VeleroConfig = {
   combinedIds: false,
 };
 
-/** Snapshots as the EBS CSI driver takes them (see SimulatedPrimary.takeCsiSnapshots). */
-const csiSnapshots = (primary: SimulatedPrimary, backup: string, controllers: readonly Controller[]) =>
-  primary.takeCsiSnapshots(backup, controllers);
-
 async function failoverObjects(plane: LocalPlane, backup: string): Promise<string[]> {
   const out = await plane.clients.s3.send(
     new ListObjectsV2Command({
@@ -44,26 +40,32 @@ async function failoverObjects(plane: LocalPlane, backup: string): Promise<strin
 
 const start = () => new Date(Date.now() - 5 * 60_000);
 
+/** Two controllers whose volumes Velero snapshotted through CSI, and the backup's files written. */
+async function csiOnlyBackup(name: string, copyDelayMs: number | "held") {
+  const { plane, primary } = await makePlane(moto(), { copyDelayMs, config: { velero: VELERO } });
+  await primary.addControllers(2);
+  const snaps = await primary.takeCsiSnapshots(name, primary.controllers);
+  await new SimulatedVelero(plane.clients.s3, VELERO).writeBackup(
+    {
+      name,
+      schedule: "cbci-dr",
+      start: start(),
+      controllers: primary.controllers,
+      methods: snaps.map(() => "csi"),
+    },
+    snaps,
+    "us-east-1a",
+  );
+  return { plane, snaps };
+}
+
 describe("DR-ready: volumes Velero backed up other than by native snapshots", () => {
   it("a Completed backup whose volumes are all CSI snapshots: each copied once, tagged with the backup and PV; then DR-ready, its metadata naming the copies in every CSI handle", async () => {
     // arrange
-    const { plane, primary } = await makePlane(moto(), { copyDelayMs: 1, config: { velero: VELERO } });
-    await primary.addControllers(2);
     const name = "cbci-dr-20261127140000";
-    const snaps = await csiSnapshots(primary, name, primary.controllers);
 
     // act: Velero records them in volumeinfo and the status's CSI counts, none in the snapshot list
-    await new SimulatedVelero(plane.clients.s3, VELERO).writeBackup(
-      {
-        name,
-        schedule: "cbci-dr",
-        start: start(),
-        controllers: primary.controllers,
-        methods: snaps.map(() => "csi"),
-      },
-      snaps,
-      "us-east-1a",
-    );
+    const { plane, snaps } = await csiOnlyBackup(name, 1);
     await plane.settle();
 
     // assert: registration found the CSI snapshots in the backup's volumeinfo (they carry no Velero
@@ -129,21 +131,8 @@ describe("DR-ready: volumes Velero backed up other than by native snapshots", ()
 
   it("a CSI-only backup is pending while its copies are in flight, and DR-ready once they complete", async () => {
     // arrange: copies stay pending until released (the emulator completes them at once)
-    const { plane, primary } = await makePlane(moto(), { copyDelayMs: "held", config: { velero: VELERO } });
-    await primary.addControllers(2);
     const name = "cbci-dr-20261127143000";
-    const snaps = await csiSnapshots(primary, name, primary.controllers);
-    await new SimulatedVelero(plane.clients.s3, VELERO).writeBackup(
-      {
-        name,
-        schedule: "cbci-dr",
-        start: start(),
-        controllers: primary.controllers,
-        methods: snaps.map(() => "csi"),
-      },
-      snaps,
-      "us-east-1a",
-    );
+    const { plane, snaps } = await csiOnlyBackup(name, "held");
 
     // act 1: registration finds and starts the copies
     await plane.drain();
@@ -323,7 +312,7 @@ describe("DR-ready: volumes Velero backed up other than by native snapshots", ()
     const [a, c] = primary.controllers as [Controller, Controller];
     const name = "cbci-dr-20261127144500";
     const native = await primary.takeBackup(name, { schedule: "cbci-dr", controllers: [a] });
-    const csi = await csiSnapshots(primary, name, [c]);
+    const csi = await primary.takeCsiSnapshots(name, [c]);
 
     // act
     await new SimulatedVelero(plane.clients.s3, velero).writeBackup(

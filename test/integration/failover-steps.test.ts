@@ -100,6 +100,22 @@ async function world(o: { standIn?: Partial<K8sStandInOptions>; backups?: "ready
   };
 }
 
+/**
+ * The world's backup registered DR-ready with one CSI volume of the EBS CSI driver. (Such a backup
+ * is DR-ready only once its copy exists; the ledger is seeded directly to check preflight's rule.)
+ */
+async function registerCsiBackup(w: Awaited<ReturnType<typeof world>>) {
+  const csi = [
+    {
+      method: "csi" as const,
+      pvName: "pvc-1",
+      snapshotHandle: "snap-0123456789abcdef0",
+      driver: "ebs.csi.aws.com",
+    },
+  ];
+  await registerReadyBackup(w.ledger, w.backupName, new Date(Date.now() - 10 * 60_000), "cbci-dr", csi);
+}
+
 /** The audit item of an execution (FAILOVER#<execution> / AUDIT), as stored. */
 async function auditItem(config: FailoverConfig, executionId: string) {
   const db = DynamoDBDocumentClient.from(
@@ -600,15 +616,7 @@ describe("failover steps against the emulator and the Kubernetes API stand-in", 
     // driver's class. (Such a backup is not DR-ready today: the ledger is seeded with one to check
     // the preflight rule on its own.)
     const w = await world({ backups: "none", standIn: { snapshotClasses: { gp3: "efs.csi.aws.com" } } });
-    const csi = [
-      {
-        method: "csi" as const,
-        pvName: "pvc-1",
-        snapshotHandle: "snap-0123456789abcdef0",
-        driver: "ebs.csi.aws.com",
-      },
-    ];
-    await registerReadyBackup(w.ledger, w.backupName, new Date(Date.now() - 10 * 60_000), "cbci-dr", csi);
+    await registerCsiBackup(w);
     const { steps, count } = stepsFor(w.config);
 
     // act
@@ -628,15 +636,7 @@ describe("failover steps against the emulator and the Kubernetes API stand-in", 
   it("passes a backup with CSI volumes when the standby has a VolumeSnapshotClass for their driver", async () => {
     // arrange: the stand-in's default class is ebs.csi.aws.com's
     const w = await world({ backups: "none" });
-    const csi = [
-      {
-        method: "csi" as const,
-        pvName: "pvc-1",
-        snapshotHandle: "snap-0123456789abcdef0",
-        driver: "ebs.csi.aws.com",
-      },
-    ];
-    await registerReadyBackup(w.ledger, w.backupName, new Date(Date.now() - 10 * 60_000), "cbci-dr", csi);
+    await registerCsiBackup(w);
     const { steps } = stepsFor(w.config);
 
     // act

@@ -1,7 +1,7 @@
 import type { Logger } from "@aws-lambda-powertools/logger";
 import type { SQSBatchResponse, SQSRecord } from "aws-lambda";
 import { errorMessage } from "../core/errors.js";
-import { classifyEvent, eventAccount } from "../core/events.js";
+import { classifyEvent } from "../core/events.js";
 import type { ClassifiedEvent } from "../core/model.js";
 
 /** What became of one SQS message. `retry` and `invalid` are reported as batch item failures. */
@@ -30,22 +30,9 @@ export function parseMessage(
     return { messageId: record.messageId, invalid: `body is not JSON (${errorMessage(err)})` };
   }
   try {
-    const event = classifyEvent(body);
+    const event = classifyEvent(body, account ? { account } : {});
     const { eventId, notes } = event;
     if (notes) logger.warn("event field ignored", { eventId, messageId: record.messageId, notes });
-    const from = eventAccount(body); // `account`, `Account`, ...: every spelling the classifier reads
-    if (account && from !== undefined && from !== account) {
-      return {
-        messageId: record.messageId,
-        event: {
-          kind: "ignored",
-          reason: `event from foreign account ${from}`,
-          snapshotId: null,
-          region: null,
-          ...(eventId !== undefined ? { eventId } : {}),
-        },
-      };
-    }
     return { messageId: record.messageId, event };
   } catch (err) {
     return { messageId: record.messageId, invalid: errorMessage(err) };

@@ -504,7 +504,17 @@ const NO_CAUSE = "no cause given";
  * returns kind `ignored` with a reason for well-formed events that are not ours. Informational
  * values that cannot be read are left out and described in `notes`.
  */
-export function classifyEvent(input: unknown, opts: { maxBytes?: number } = {}): ClassifiedEvent {
+export function classifyEvent(
+  input: unknown,
+  opts: {
+    maxBytes?: number;
+    /**
+     * Our account: a well-formed event naming another (its `account` in any key spelling) is
+     * ignored as foreign; the bus should never route one here, so seeing one is worth a log line.
+     */
+    account?: string;
+  } = {},
+): ClassifiedEvent {
   const maxBytes = opts.maxBytes ?? EVENT_MAX_BYTES;
   const bytes = serializedBytes(input);
   if (bytes > maxBytes) {
@@ -514,22 +524,22 @@ export function classifyEvent(input: unknown, opts: { maxBytes?: number } = {}):
   const notes = new Notes();
   const id = notes.read("id", event.id, eventId);
   notes.read("resources", event.resources, strings);
-  const classified = classify(input, event, notes);
+  const mine = classify(input, event, notes);
+  const foreign = opts.account !== undefined && event.account !== undefined && event.account !== opts.account;
+  const classified: ClassifiedEvent = foreign
+    ? {
+        kind: "ignored",
+        reason: `event from foreign account ${event.account}`,
+        snapshotId: null,
+        region: null,
+      }
+    : mine;
   const list = notes.done();
   return {
     ...classified,
     ...(id !== undefined ? { eventId: id } : {}),
     ...(list.length ? { notes: list } : {}),
   };
-}
-
-/**
- * The account an event names (its envelope's `account`, in any key spelling: `Account` too), for
- * the foreign-account check; undefined when it names none. Throws as classifyEvent does on an
- * envelope that cannot be read (a malformed account included).
- */
-export function eventAccount(input: unknown): string | undefined {
-  return parse(AnyEvent, input).account;
 }
 
 function classify(input: unknown, event: z.output<typeof AnyEvent>, notes: Notes): ClassifiedEvent {
